@@ -1,0 +1,364 @@
+"""The two pretrained towers behind one interface: layers, norms, biases, adapters, growth.
+
+Strategies (``mlilt.strategies``) never look inside a model; they ask a tower for its norm and bias
+parameters, tell it to take layerwise adapters, or to grow by one layer. Everything that depends on
+a model family (post-LN BERT layers, pre-LN ViT blocks, CNN feature maps) lives here.
+
+    >>> text = TextTower.from_config(TextTowerConfig("bert-base-multilingual-cased"))
+    >>> vision = VisionTower.from_config(VisionTowerConfig("deit_base_patch16_224", img_size=256))
+    >>> vision.width, text.width
+    (768, 768)
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+from torch import nn
+
+from mlilt.adapters import Adapter, adapter_after, adapter_before
+
+AdapterFactory = Callable[[int], Adapter]
+
+# A text-tower directory may carry this file to declare how its model expects to be used
+# (multilingual-e5 wants a "query: " prefix and mean pooling, say).
+TEXT_TOWER_DEFAULTS_FILE = "mlilt_text_tower.json"
+
+
+@dataclass
+class TextTowerConfig:
+    """Which transformers encoder to load and how to pool it."""
+
+    name_or_path: str = field(metadata={"help": "Hub id, local model directory, or a config.json (architecture only)."})
+    pretrained: bool = field(default=True, metadata={"help": "Load weights; False builds the architecture with random init."})
+    pooling: str | None = field(default=None, metadata={"help": "'cls' (the paper) or 'mean'; None: the directory's default, else 'cls'."})
+    text_prefix: str | None = field(default=None, metadata={"help": "Prepended to every text (e5: 'query: '); None: the directory's default, else ''."})
+    max_length: int = field(default=30, metadata={"help": "Tokens per text after truncation (the paper uses 30)."})
+
+
+@dataclass
+class VisionTowerConfig:
+    """Which timm model to build and where its weights come from."""
+
+    name: str = field(metadata={"help": "timm model name, e.g. deit_base_patch16_224."})
+    pretrained: bool = field(default=True, metadata={"help": "Load timm's pretrained weights (or `weights`); False: random init."})
+    weights: str | None = field(default=None, metadata={"help": "Local weights file (safetensors or .pth) used instead of the hub."})
+    img_size: int | None = field(default=None, metadata={"help": "Input resolution; ViT position embeddings are resized to it."})
+    model_kwargs: dict = field(default_factory=dict, metadata={"help": "Extra keyword arguments for timm.create_model."})
+
+
+def _mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
+def _cls_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    return hidden[:, 0]
+
+
+_POOLERS = {"cls": _cls_pool, "mean": _mean_pool}
+
+
+def _is_post_ln_sublayer_output(module: nn.Module) -> bool:
+    """BERT-family ``*SelfOutput`` / ``*Output``: ``LayerNorm(dropout(dense(h)) + residual)``."""
+    return all(isinstance(getattr(module, n, None), m) for n, m in
+               (("dense", nn.Linear), ("dropout", nn.Dropout), ("LayerNorm", nn.LayerNorm)))
+
+
+def _is_pre_ln_block(module: nn.Module) -> bool:
+    """timm transformer ``Block``: ``x + attn(norm1(x))``, then ``x + mlp(norm2(x))``."""
+    return all(hasattr(module, n) for n in ("norm1", "attn", "norm2", "mlp"))
+
+
+def _norm_parameters(module: nn.Module) -> Iterator[nn.Parameter]:
+    norm_types = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm)
+    for m in module.modules():
+        if isinstance(m, norm_types):
+            yield from m.parameters(recurse=False)
+
+
+def _bias_parameters(module: nn.Module) -> Iterator[nn.Parameter]:
+    for name, p in module.named_parameters():
+        if name.rsplit(".", 1)[-1] == "bias":
+            yield p
+
+
+class Tower(nn.Module):
+    """What every tower offers the strategies."""
+
+    #: what this tower can take, for error messages and strategy checks
+    adapters_supported: tuple[str, ...] = ("none", "layerwise", "deep")
+    kind: str = "tower"
+
+    def __init__(self):
+        super().__init__()
+        # Modules added by adapters/growth; a plain list so they are not registered twice.
+        self.__dict__["added_modules"] = []
+
+    @property
+    def width(self) -> int:
+        raise NotImplementedError
+
+    def norm_parameters(self) -> list[nn.Parameter]:
+        """Affine parameters of every normalisation layer (LayerNorm, BatchNorm, GroupNorm)."""
+        return list(_norm_parameters(self))
+
+    def bias_parameters(self) -> list[nn.Parameter]:
+        """Every bias term, LayerNorm biases included (BitFit, Ben Zaken et al., 2022)."""
+        return list(_bias_parameters(self))
+
+    def added_parameters(self) -> list[nn.Parameter]:
+        """Parameters of adapters and grown layers."""
+        return [p for m in self.added_modules for p in m.parameters()]
+
+    def insert_layerwise_adapters(self, make_adapter: AdapterFactory) -> None:
+        raise NotImplementedError
+
+    def grow(self) -> None:
+        raise NotImplementedError
+
+
+class TextTower(Tower):
+    """A transformers encoder (BERT, XLM-R, e5 …) pooled to one vector per text."""
+
+    kind = "text"
+
+    def __init__(self, model: nn.Module, pooling: str = "cls", text_prefix: str = "",
+                 tokenizer=None, max_length: int = 30, name: str = ""):
+        super().__init__()
+        if pooling not in _POOLERS:
+            raise ValueError(f"text tower {name!r}: pooling must be one of {sorted(_POOLERS)}, got {pooling!r}")
+        self.model = model
+        self.pooling = pooling
+        self._pool = _POOLERS[pooling]
+        self.text_prefix = text_prefix
+        self.max_length = max_length
+        self.name = name
+        self.__dict__["tokenizer"] = tokenizer
+
+    @classmethod
+    def from_config(cls, cfg: TextTowerConfig) -> "TextTower":
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+        source = Path(cfg.name_or_path)
+        defaults = {}
+        if source.is_dir() and (source / TEXT_TOWER_DEFAULTS_FILE).is_file():
+            defaults = json.loads((source / TEXT_TOWER_DEFAULTS_FILE).read_text())
+        # The pooler is neither used nor counted (the paper pools [CLS] of the last layer).
+        no_pooler = {"add_pooling_layer": False}
+        tokenizer = None
+        if source.is_file():
+            if cfg.pretrained:
+                raise ValueError(f"text tower {cfg.name_or_path}: a config file has no weights; "
+                                 "pass a model directory or hub id, or pretrained=False")
+            config = _config_from_json(source)
+            model = _with_optional_kwargs(AutoModel.from_config, config, **no_pooler)
+        elif cfg.pretrained:
+            model = _with_optional_kwargs(AutoModel.from_pretrained, cfg.name_or_path, **no_pooler)
+            tokenizer = AutoTokenizer.from_pretrained(cfg.name_or_path)
+        else:
+            config = AutoConfig.from_pretrained(cfg.name_or_path)
+            model = _with_optional_kwargs(AutoModel.from_config, config, **no_pooler)
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(cfg.name_or_path)
+            except (OSError, ValueError):
+                tokenizer = None  # architecture only: counting parameters needs no tokenizer
+        if getattr(model, "pooler", None) is not None:
+            model.pooler = None
+        return cls(model,
+                   pooling=cfg.pooling or defaults.get("pooling", "cls"),
+                   text_prefix=cfg.text_prefix if cfg.text_prefix is not None else defaults.get("text_prefix", ""),
+                   tokenizer=tokenizer, max_length=cfg.max_length, name=cfg.name_or_path)
+
+    @property
+    def width(self) -> int:
+        return self.model.config.hidden_size
+
+    def layers(self) -> nn.ModuleList:
+        """The encoder's transformer layers, found by type rather than by attribute path."""
+        for m in self.model.modules():
+            if isinstance(m, nn.ModuleList) and len(m) and any(map(_is_post_ln_sublayer_output, m[0].modules())):
+                return m
+        raise TypeError(f"text tower {self.name!r}: found no stack of BERT-style (post-LN) layers "
+                        f"in {type(self.model).__name__}")
+
+    def tokenize(self, texts: list[str], device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+        """Prefix, tokenize, pad and truncate to ``max_length``."""
+        if self.tokenizer is None:
+            raise RuntimeError(f"text tower {self.name!r} was built from a config alone and has no tokenizer")
+        batch = self.tokenizer([self.text_prefix + t for t in texts], padding=True, truncation=True,
+                               max_length=self.max_length, return_tensors="pt")
+        return {k: batch[k].to(device) if device else batch[k] for k in ("input_ids", "attention_mask")}
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self._pool(hidden, attention_mask)
+
+    def insert_layerwise_adapters(self, make_adapter: AdapterFactory) -> None:
+        """An adapter after the dropout of each sublayer output, before its residual LayerNorm."""
+        for layer in self.layers():
+            for sub in [m for m in layer.modules() if _is_post_ln_sublayer_output(m)]:
+                adapter = make_adapter(sub.dense.out_features)
+                sub.dropout = adapter_after(sub.dropout, adapter)
+                self.added_modules.append(adapter)
+
+    def grow(self) -> None:
+        """Append one freshly initialised layer of the encoder's own type (the deep adapter)."""
+        layers = self.layers()
+        new = copy.deepcopy(layers[-1])
+        new.apply(self.model._init_weights)
+        if hasattr(new, "layer_idx"):
+            new.layer_idx = len(layers)
+        layers.append(new)
+        self.model.config.num_hidden_layers = len(layers)
+        self.added_modules.append(new)
+
+
+class VisionTower(Tower):
+    """A timm image model pooled to one vector per image; ``from_config`` picks the family."""
+
+    kind = "vision"
+
+    def __init__(self, model: nn.Module, name: str = ""):
+        super().__init__()
+        self.model = model
+        self.name = name
+
+    @classmethod
+    def from_config(cls, cfg: VisionTowerConfig) -> "VisionTower":
+        model = _create_timm_model(cfg)
+        blocks = getattr(model, "blocks", None)
+        if isinstance(blocks, (nn.Sequential, nn.ModuleList)) and len(blocks) and _is_pre_ln_block(blocks[0]):
+            return ViTTower(model, name=cfg.name)
+        if hasattr(model, "forward_features"):
+            return CNNTower(model, name=cfg.name)
+        raise TypeError(f"vision tower {cfg.name!r}: {type(model).__name__} has neither transformer blocks "
+                        "nor a forward_features feature map")
+
+    @property
+    def width(self) -> int:
+        return self.model.num_features
+
+    @property
+    def data_config(self) -> dict:
+        """Input size, interpolation, mean and std the weights expect (timm's resolve_data_config)."""
+        import timm.data
+
+        return timm.data.resolve_data_config({}, model=self.model)
+
+
+class ViTTower(VisionTower):
+    """ViT / DeiT / DINO: pre-LN blocks, pooled as timm pools them ([CLS] for DeiT)."""
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_head(self.model.forward_features(pixels), pre_logits=True)
+
+    def layers(self) -> nn.Sequential:
+        return self.model.blocks
+
+    def insert_layerwise_adapters(self, make_adapter: AdapterFactory) -> None:
+        """An adapter on the block input just before ``norm1`` and just before ``norm2`` (LilT code)."""
+        for block in self.model.blocks:
+            for norm_name in ("norm1", "norm2"):
+                norm = getattr(block, norm_name)
+                adapter = make_adapter(norm.normalized_shape[0])
+                setattr(block, norm_name, adapter_before(norm, adapter))
+                self.added_modules.append(adapter)
+
+    def grow(self) -> None:
+        """Append one freshly initialised block of the model's own type before the final norm."""
+        from timm.models.vision_transformer import init_weights_vit_timm
+
+        new = copy.deepcopy(self.model.blocks[-1])
+        new.apply(init_weights_vit_timm)
+        self.model.blocks.append(new)
+        self.added_modules.append(new)
+
+
+class CNNTower(VisionTower):
+    """A CNN whose last feature map is read as a token sequence, mean-pooled.
+
+    BatchNorm statistics stay frozen (eval mode) in training: unlocking norms trains only their
+    affine parameters, and a locked CNN stays exactly the pretrained one.
+    """
+
+    adapters_supported = ("none", "deep")
+
+    def __init__(self, model: nn.Module, name: str = ""):
+        super().__init__(model, name)
+        self.blocks = nn.Sequential()  # grown transformer blocks over the feature tokens
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        tokens = self.tokens(pixels)
+        return self.blocks(tokens).mean(dim=1)
+
+    def tokens(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Last feature map (B, C, H, W) as tokens (B, H*W, C)."""
+        return self.model.forward_features(pixels).flatten(2).transpose(1, 2)
+
+    def train(self, mode: bool = True) -> "CNNTower":
+        super().train(mode)
+        for m in self.model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+        return self
+
+    def insert_layerwise_adapters(self, make_adapter: AdapterFactory) -> None:
+        raise TypeError(f"vision tower {self.name!r} is a CNN: it has no transformer layers to take "
+                        f"layerwise adapters; it can take adapter={'|'.join(self.adapters_supported)} "
+                        "and unlock=none|layernorm|bitfit|all (norm unlocking trains its BatchNorm affines)")
+
+    def grow(self) -> None:
+        """Append a transformer block over the feature tokens (heads of width 64)."""
+        from timm.models.vision_transformer import Block, init_weights_vit_timm
+
+        dim = self.width
+        heads = max(1, dim // 64) if dim % 64 == 0 else 1
+        new = Block(dim, num_heads=heads, mlp_ratio=4.0, qkv_bias=True)
+        new.apply(init_weights_vit_timm)
+        self.blocks.append(new)
+        self.added_modules.append(new)
+
+
+def _create_timm_model(cfg: VisionTowerConfig) -> nn.Module:
+    import timm
+
+    kwargs = dict(cfg.model_kwargs, num_classes=0)
+    if cfg.pretrained and cfg.weights:
+        if not Path(cfg.weights).is_file():
+            raise FileNotFoundError(f"vision tower {cfg.name!r}: weights file {cfg.weights} does not exist")
+        # timm loads the file through the model's own checkpoint filter (position-embedding resize).
+        kwargs["pretrained_cfg_overlay"] = dict(file=str(cfg.weights))
+    if cfg.img_size:
+        kwargs["img_size"] = cfg.img_size
+    try:
+        return timm.create_model(cfg.name, pretrained=cfg.pretrained, **kwargs)
+    except TypeError as err:
+        if "img_size" not in str(err):
+            raise
+        del kwargs["img_size"]  # CNNs take any input size; img_size then only shapes the transforms
+        return timm.create_model(cfg.name, pretrained=cfg.pretrained, **kwargs)
+
+
+def _config_from_json(path: Path):
+    from transformers import AutoConfig
+
+    values = json.loads(path.read_text())
+    if "model_type" not in values:
+        raise ValueError(f"{path}: a text-tower config file needs a 'model_type' field (e.g. \"bert\")")
+    return AutoConfig.for_model(values.pop("model_type"), **values)
+
+
+def _with_optional_kwargs(fn, *args, **optional):
+    """Call ``fn`` with ``optional`` kwargs if it accepts them (BERT's add_pooling_layer), else without."""
+    try:
+        return fn(*args, **optional)
+    except TypeError as err:
+        if not any(k in str(err) for k in optional):
+            raise
+        return fn(*args)

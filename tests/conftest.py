@@ -1,0 +1,78 @@
+"""Shared fixtures: tiny random towers saved to disk, offline only."""
+
+import os
+
+# Nothing in the test suite may reach a hub.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+TINY_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list("abcdefghijklmnopqrstuvwxyz") + [
+    "a", "cat", "dog", "red", "blue", "car", "photo", "of", "the", "on", "sits", "runs", "big", "small",
+    "##s", "##ing", "green", "tree", "house", "bird"]
+
+
+def save_tiny_text_tower(directory: Path, *, layers: int = 2, hidden: int = 32, seed: int = 0) -> Path:
+    """A tiny random BERT with a word-piece tokenizer, saved as a Hugging Face model directory."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    torch.manual_seed(seed)
+    vocab = list(dict.fromkeys(TINY_VOCAB))
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = BertTokenizerFast.from_pretrained(directory)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers,
+                        num_attention_heads=2, intermediate_size=2 * hidden, max_position_embeddings=64)
+    BertModel(config, add_pooling_layer=False).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+TINY_VIT = dict(name="vit_tiny_patch16_224", img_size=32,
+                model_kwargs=dict(patch_size=8, embed_dim=32, depth=2, num_heads=2))
+
+
+def save_tiny_vision_weights(path: Path, *, name: str = TINY_VIT["name"], seed: int = 0, **kwargs) -> Path:
+    """Random timm weights written to a safetensors file, for the 'local weights file' path."""
+    import timm
+    from safetensors.torch import save_file
+
+    torch.manual_seed(seed)
+    model = timm.create_model(name, pretrained=False, num_classes=0, **kwargs)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_towers(tmp_path_factory):
+    """(text_dir, vision_weights) of a tiny BERT and a tiny ViT saved on disk."""
+    root = tmp_path_factory.mktemp("towers")
+    text_dir = save_tiny_text_tower(root / "text")
+    weights = save_tiny_vision_weights(root / "vit.safetensors", img_size=TINY_VIT["img_size"],
+                                       **TINY_VIT["model_kwargs"])
+    return text_dir, weights
+
+
+@pytest.fixture
+def tiny_model_config(tiny_towers):
+    """A factory of ModelConfig on the tiny towers for any strategy."""
+    from mlilt import ModelConfig, TextTowerConfig, VisionTowerConfig
+
+    text_dir, weights = tiny_towers
+
+    def make(strategy="lilt_lwa", **overrides):
+        return ModelConfig(text=TextTowerConfig(str(text_dir), max_length=16),
+                           vision=VisionTowerConfig(TINY_VIT["name"], weights=str(weights),
+                                                    img_size=TINY_VIT["img_size"],
+                                                    model_kwargs=dict(TINY_VIT["model_kwargs"])),
+                           embed_dim=16, strategy=strategy, **overrides)
+
+    return make
