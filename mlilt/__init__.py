@@ -10,9 +10,9 @@
 
 __version__ = "0.1.0"
 
-from mlilt.model import DualEncoder, ModelConfig, build_model  # noqa: E402
+from mlilt.model import DualEncoder, ModelConfig, build_model, load  # noqa: E402
 from mlilt.strategies import PRESETS, Strategy, TowerPlan, apply, count, resolve  # noqa: E402
 from mlilt.towers import TextTower, TextTowerConfig, VisionTower, VisionTowerConfig  # noqa: E402
 
-__all__ = ["DualEncoder", "ModelConfig", "build_model", "PRESETS", "Strategy", "TowerPlan", "apply",
+__all__ = ["DualEncoder", "ModelConfig", "build_model", "load", "PRESETS", "Strategy", "TowerPlan", "apply",
            "count", "resolve", "TextTower", "TextTowerConfig", "VisionTower", "VisionTowerConfig"]

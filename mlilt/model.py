@@ -30,6 +30,9 @@ from mlilt.towers import TextTower, TextTowerConfig, VisionTower, VisionTowerCon
 
 CONFIG_NAME = "model_config.json"
 WEIGHTS_NAME = "trained.safetensors"
+# Inside a training run directory: the final model, and checkpoints named step_00000100 etc.
+FINAL_MODEL_DIR = "model"
+CHECKPOINTS_DIR = "checkpoints"
 
 TEMPERATURE_INIT = 0.07          # CLIP / ALBEF
 TEMPERATURE_RANGE = (0.001, 0.5)  # ALBEF's clamp, kept by LilT
@@ -162,6 +165,25 @@ class DualEncoder(nn.Module):
             raise FileNotFoundError(f"{weights}: no trained state in {directory}")
         model.load_trained_state_dict(load_file(weights), source=str(weights))
         return model
+
+
+def resolve_model_dir(path: str | os.PathLike) -> Path:
+    """A saved model directory, given it or a training run directory (final model, else latest checkpoint)."""
+    path = Path(path)
+    if (path / CONFIG_NAME).is_file():
+        return path
+    if (path / FINAL_MODEL_DIR / CONFIG_NAME).is_file():
+        return path / FINAL_MODEL_DIR
+    checkpoints = sorted((path / CHECKPOINTS_DIR).glob("step_*/" + CONFIG_NAME))
+    if checkpoints:
+        return checkpoints[-1].parent
+    raise FileNotFoundError(f"{path}: neither a saved model ({CONFIG_NAME}) nor a run directory "
+                            f"with {FINAL_MODEL_DIR}/ or {CHECKPOINTS_DIR}/step_*/")
+
+
+def load(path: str | os.PathLike) -> DualEncoder:
+    """Load a trained model from a model directory or a run directory (``mlilt.load(RUN_DIR)``)."""
+    return DualEncoder.load_trained(resolve_model_dir(path))
 
 
 def read_model_config(directory: Path) -> ModelConfig:

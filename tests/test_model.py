@@ -215,3 +215,16 @@ def test_hub_names_go_to_the_hub_loaders(monkeypatch):
         tower = mlilt.VisionTower.from_config(VisionTowerConfig("deit_base_patch16_224", img_size=256))
     assert created == [("deit_base_patch16_224", True, 256)]
     assert tower.model.pos_embed.shape[1] == 16 * 16 + 1
+
+
+def test_load_finds_the_model_in_a_run_directory(tiny_model_config, tmp_path):
+    model = build_model(tiny_model_config("lilt_ln"))
+    model.save_trained(tmp_path / "run" / "checkpoints" / "step_00000002")
+    train_steps(model, steps=1)
+    model.save_trained(tmp_path / "run" / "checkpoints" / "step_00000010")
+    latest = mlilt.load(tmp_path / "run")
+    torch.testing.assert_close(latest.text_projection.weight, model.text_projection.weight, rtol=0, atol=0)
+    model.save_trained(tmp_path / "run" / "model")
+    assert mlilt.model.resolve_model_dir(tmp_path / "run") == tmp_path / "run" / "model"
+    with pytest.raises(FileNotFoundError, match="neither a saved model"):
+        mlilt.load(tmp_path)
