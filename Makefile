@@ -3,7 +3,14 @@ PYTHON ?= python3
 PARAMS_ARGS = --text recipes/configs/architectures/bert-base-uncased.json \
               --vision deit_base_patch16_224 --img-size 256 --embed-dim 256 --no-pretrained
 
-.PHONY: install demo test
+# Debian packages emoji-XTD is built from (Noto Color Emoji, CLDR annotations; raqm/fribidi for Pillow's layout).
+SYSTEM_PACKAGES = fonts-noto-color-emoji unicode-cldr-core libraqm0
+
+.PHONY: install system-deps demo test
+
+system-deps:
+	@dpkg -s $(SYSTEM_PACKAGES) >/dev/null 2>&1 || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES); }
 
 install:
 	$(PYTHON) -m pip install -q -e '.[dev]'
@@ -11,5 +18,5 @@ install:
 demo: install
 	$(PYTHON) -m mlilt.cli params $(PARAMS_ARGS)
 
-test: install
+test: system-deps install
 	$(PYTHON) -m pytest -q

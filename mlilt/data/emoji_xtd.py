@@ -1,0 +1,595 @@
+"""emoji-XTD: an XTD10-shaped multilingual image-text retrieval set built from emoji.
+
+Images are emoji rendered from Noto Color Emoji (Debian ``fonts-noto-color-emoji``); captions are
+the human-written CLDR short names (the ``tts`` annotations of ``common/annotations`` and
+``common/annotationsDerived``, Debian ``unicode-cldr-core``) in en ru pl tr zh ko it es. Only emoji
+that have a colour glyph and a name in all eight languages are kept; skin-tone variants are dropped.
+Items are split ~75 % train / ~25 % test by a hash of a group key, with near-duplicates (gendered or
+person variants, families, couples, clocks, keycaps, moon phases, ZWJ variants of one base emoji,
+pixel-identical renders such as flags that share an image) kept on one side.
+
+Usage (or ``mlilt data emoji-xtd --out DIR``)::
+
+    from mlilt.data.emoji_xtd import build_emoji_xtd
+    root = build_emoji_xtd()      # -> $MLILT_HOME/data/emoji-xtd, about 15 s on 2 cores
+    names = (root / "test_image_names.txt").read_text().splitlines()        # "1f600.png", ...
+    polish = (root / "test_1kcaptions_pl.txt").read_text().splitlines()     # line i = image i
+
+Layout of the output directory:
+
+* ``images/<id>.png`` -- RGB, emoji composited on white, square ``image_size`` px (default 136: the
+  font's natural 136x128 bitmap padded to a square, no resampling). ``<id>`` is the CLDR code point
+  sequence (U+FE0F removed, as CLDR stores it) in lowercase hex joined by ``_``: ``1f1fa_1f1f8``.
+* ``train.jsonl`` -- ``{"image": "images/<id>.png", "caption": <English name>, "image_id": <id>}``.
+* ``test_image_names.txt`` and ``test_1kcaptions_{lang}.txt`` -- XTD10 layout: line i of each
+  caption file is the caption of the image on line i of the names file.
+* ``meta.json`` -- counts, drop reasons, sources and their package versions, split rule, sha256 of
+  ``test_image_names.txt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+LANGUAGES = ("en", "ru", "pl", "tr", "zh", "ko", "it", "es")
+BUILDER_VERSION = "1"
+NAME = "emoji-xtd"
+DEFAULT_IMAGE_SIZE = 136
+TEST_FRACTION = 0.25
+SPLIT_SALT = "emoji-xtd/v1"
+
+FONT_PACKAGE = "fonts-noto-color-emoji"
+CLDR_PACKAGE = "unicode-cldr-core"
+FONT_PATHS = (Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf"),)
+CLDR_DIRS = (Path("/usr/share/unicode/cldr/common"),)
+FONT_ENV = "MLILT_EMOJI_FONT"
+CLDR_ENV = "MLILT_CLDR_DIR"
+
+FONT_SIZE = 109  # the only size of Noto Color Emoji's CBDT bitmap strike
+_MULTI_GLYPH_FACTOR = 1.5  # an advance wider than this many glyphs means RAQM did not ligate
+
+_ZWJ, _VS16, _VS15, _KEYCAP = 0x200D, 0xFE0F, 0xFE0E, 0x20E3
+_FEMALE, _MALE = 0x2640, 0x2642
+_SKIN_TONES = range(0x1F3FB, 0x1F400)
+_TAGS = range(0xE0020, 0xE0080)
+_REGIONAL = range(0x1F1E6, 0x1F200)
+_PERSON_BASES = {0x1F468, 0x1F469, 0x1F9D1}  # man, woman, person
+_FAMILY_MEMBERS = {0x1F468, 0x1F469, 0x1F9D1, 0x1F466, 0x1F467, 0x1F9D2}
+# single code points that are gendered/person variants of one another -> shared key
+_ALIASES = {
+    **dict.fromkeys((0x1F468, 0x1F469, 0x1F9D1), "person"),
+    **dict.fromkeys((0x1F466, 0x1F467, 0x1F9D2), "child"),
+    **dict.fromkeys((0x1F474, 0x1F475, 0x1F9D3), "older-person"),
+    **dict.fromkeys((0x1F934, 0x1F478, 0x1FAC5), "royalty"),
+    **dict.fromkeys((0x1F57A, 0x1F483), "dancer"),
+    **dict.fromkeys((0x1F930, 0x1FAC3, 0x1FAC4), "pregnant"),
+    **dict.fromkeys((0x1F385, 0x1F936), "person:1f384"),  # Santa, Mrs. Claus ~ mx claus 🧑‍🎄
+    **dict.fromkeys((0x1F46B, 0x1F46C, 0x1F46D), "holding-hands"),
+    0x1F46A: "family",
+    0x1F48F: "kiss",
+    0x1F491: "couple-with-heart",
+    0x1F51F: "keycap",
+}
+
+
+def emoji_id(emoji: str) -> str:
+    """File stem of an emoji: its code points (U+FE0F removed) in lowercase hex joined by ``_``."""
+    return "_".join(f"{ord(c):x}" for c in emoji if ord(c) != _VS16)
+
+
+def emoji_from_id(item_id: str) -> str:
+    """Inverse of :func:`emoji_id` (gives the CLDR form, without U+FE0F)."""
+    return "".join(chr(int(h, 16)) for h in item_id.split("_"))
+
+
+def has_skin_tone(emoji: str) -> bool:
+    """Whether the sequence contains a Fitzpatrick skin-tone modifier (U+1F3FB..U+1F3FF)."""
+    return any(ord(c) in _SKIN_TONES for c in emoji)
+
+
+def group_key(emoji: str) -> str:
+    """Near-duplicate group of an emoji: variants that must not straddle the train/test split."""
+    cps = [ord(c) for c in emoji if ord(c) not in (_VS16, _VS15) and ord(c) not in _SKIN_TONES]
+    if not cps:
+        return ""
+    if cps[-1] == _KEYCAP or (len(cps) == 1 and chr(cps[0]) in "#*0123456789"):
+        return "keycap"  # keycaps and their bare bases (# and * have CLDR names and glyphs)
+    if len(cps) == 1:
+        c = cps[0]
+        if 0x1F550 <= c <= 0x1F567:
+            return "clock"
+        if 0x1F311 <= c <= 0x1F318:
+            return "moon-phase"
+        return _ALIASES.get(c, f"{c:x}")
+    parts: list[list[int]] = [[]]
+    for c in cps:
+        if c == _ZWJ:
+            parts.append([])
+        else:
+            parts[-1].append(c)
+    parts = [p for p in parts if p]
+    if len(parts) > 1 and parts[-1] in ([_FEMALE], [_MALE]):  # 🏃‍♀ woman running -> 🏃
+        parts = parts[:-1]
+    flat = {c for p in parts for c in p}
+    if len(parts) >= 3 and 0x2764 in flat:
+        return "kiss" if 0x1F48B in flat else "couple-with-heart"
+    if len(parts) >= 3 and 0x1F91D in flat:
+        return "holding-hands"
+    if len(parts) >= 2 and all(len(p) == 1 and p[0] in _FAMILY_MEMBERS for p in parts):
+        return "family"
+    if len(parts) >= 2 and parts[0] == [parts[0][0]] and parts[0][0] in _PERSON_BASES:
+        return "person:" + "_".join(f"{c:x}" for p in parts[1:] for c in p)  # 👩‍⚕ 👨‍⚕ 🧑‍⚕
+    if len(parts) == 1 and len(parts[0]) > 1:  # flags, tag sequences
+        return "_".join(f"{c:x}" for c in parts[0])
+    # any other ZWJ sequence groups with its first element (🐈‍⬛ with 🐈, ❤‍🔥 with ❤, 🏳‍🌈 with 🏳)
+    return group_key("".join(map(chr, parts[0])))
+
+
+def split_of(key: str) -> str:
+    """``"test"`` for about 25 % of group keys, else ``"train"``; a pure function of the key."""
+    digest = hashlib.sha256(f"{SPLIT_SALT}/{key}".encode()).digest()
+    return "test" if int.from_bytes(digest[:8], "big") < TEST_FRACTION * 2**64 else "train"
+
+
+def assign_splits(items: Iterable[tuple[str, str, str]]) -> dict[str, str]:
+    """Split ``(item_id, emoji, image_sha256)`` triples; a shared group key or image joins items."""
+    items = sorted(items)
+    parent = list(range(len(items)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first_of: dict[tuple[str, str], int] = {}
+    for i, (_, emoji, image_hash) in enumerate(items):
+        for label in (("key", group_key(emoji)), ("img", image_hash)):
+            j = first_of.setdefault(label, i)
+            a, b = find(i), find(j)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    canonical: dict[int, str] = {}
+    for i, (_, emoji, _) in enumerate(items):
+        root = find(i)
+        key = group_key(emoji)
+        canonical[root] = min(canonical.get(root, key), key)
+    return {item_id: split_of(canonical[find(i)]) for i, (item_id, _, _) in enumerate(items)}
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def find_font(font_path: str | os.PathLike | None = None) -> Path:
+    """Path of NotoColorEmoji.ttf (argument, ``$MLILT_EMOJI_FONT`` or the Debian install path)."""
+    candidates = [Path(p) for p in (font_path, os.environ.get(FONT_ENV)) if p] or list(FONT_PATHS)
+    for p in candidates:
+        if p.is_file():
+            return p
+    raise FileNotFoundError(
+        f"Noto Color Emoji not found at {', '.join(map(str, candidates))}; "
+        f"install it with `apt-get install {FONT_PACKAGE}` (or set ${FONT_ENV})"
+    )
+
+
+def find_cldr(cldr_dir: str | os.PathLike | None = None) -> Path:
+    """CLDR ``common`` directory (argument, ``$MLILT_CLDR_DIR`` or the Debian install path)."""
+    candidates = [Path(p) for p in (cldr_dir, os.environ.get(CLDR_ENV)) if p] or list(CLDR_DIRS)
+    for p in candidates:
+        if (p / "annotations" / "en.xml").is_file():
+            return p
+    raise FileNotFoundError(
+        f"CLDR annotations not found under {', '.join(map(str, candidates))}; "
+        f"install them with `apt-get install {CLDR_PACKAGE}` (or set ${CLDR_ENV})"
+    )
+
+
+def _annotation_files(lang: str, cldr_dir: str | os.PathLike | None) -> list[Path]:
+    root = find_cldr(cldr_dir)
+    files = [root / sub / f"{lang}.xml" for sub in ("annotations", "annotationsDerived")]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise FileNotFoundError(f"missing CLDR files {missing}; reinstall `{CLDR_PACKAGE}`")
+    return files
+
+
+def _iter_annotations(lang: str, cldr_dir, tts: bool) -> Iterator[tuple[str, str]]:
+    for path in _annotation_files(lang, cldr_dir):
+        for node in ET.parse(path).getroot().iter("annotation"):
+            if (node.get("type") == "tts") == tts and node.get("cp") and node.text:
+                text = node.text.strip()
+                if text and text != "↑↑↑":  # "↑↑↑" = inherit from the parent locale
+                    yield node.get("cp"), text
+
+
+def load_cldr_names(lang: str, cldr_dir: str | os.PathLike | None = None) -> dict[str, str]:
+    """CLDR short names (``tts``) of one language, keyed by the emoji string as CLDR writes it."""
+    names: dict[str, str] = {}
+    for cp, text in _iter_annotations(lang, cldr_dir, tts=True):
+        names.setdefault(cp, text)
+    return names
+
+
+def load_cldr_keywords(lang: str, cldr_dir: str | os.PathLike | None = None,
+                       ) -> dict[str, list[str]]:
+    """CLDR keywords (the ``|``-separated annotations) of one language, keyed by emoji string."""
+    keywords: dict[str, list[str]] = {}
+    for cp, text in _iter_annotations(lang, cldr_dir, tts=False):
+        keywords.setdefault(cp, [k.strip() for k in text.split("|") if k.strip()])
+    return keywords
+
+
+def _package_version(package: str) -> str | None:
+    try:
+        out = subprocess.run(["dpkg-query", "-W", "-f=${Version}", package],
+                             capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (out.stdout.strip() or None) if out.returncode == 0 else None
+
+
+def _cldr_version(root: Path) -> str | None:
+    try:
+        dtd = (root / "dtd" / "ldml.dtd").read_text(encoding="utf-8")
+    except OSError:
+        return None
+    m = re.search(r'cldrVersion\s+CDATA\s+#FIXED\s+"([^"]+)"', dtd)
+    return m.group(1) if m else None
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+class EmojiRenderer:
+    """Renders emoji with Noto Color Emoji via Pillow's RAQM layout, detecting missing glyphs."""
+
+    def __init__(self, font_path: str | os.PathLike | None = None,
+                 image_size: int = DEFAULT_IMAGE_SIZE):
+        """Open the font at its bitmap size; fail clearly when Pillow lacks RAQM."""
+        from PIL import ImageFont, features
+
+        if not features.check("raqm"):
+            raise RuntimeError(
+                "Pillow has no RAQM layout (needed to shape ZWJ sequences, flags and keycaps): "
+                "install Debian's libraqm0 (it brings libfribidi0, which Pillow's wheels load "
+                "at run time) with `apt-get install libraqm0`"
+            )
+        self.font_path = find_font(font_path)
+        self.font = ImageFont.truetype(str(self.font_path), FONT_SIZE,
+                                       layout_engine=ImageFont.Layout.RAQM)
+        self.image_size = image_size
+        self.advance = self.font.getlength("\U0001F600")
+        _, _, x1, y1 = self.font.getbbox("\U0001F600")
+        self.canvas = (max(x1, round(self.advance)), y1)  # 136 x 128 for Noto Color Emoji
+        self._cache: dict[str, object] = {}
+        # Noto draws unknown flags (RI pairs, tag sequences) as a white flag with "?": not a glyph
+        tags = "".join(chr(0xE0000 + ord(c)) for c in "zzzzz")
+        bogus_flags = ("\U0001F1E6\U0001F1E6", f"\U0001F3F4{tags}\U000E007F")  # "AA", "zzzzz"
+        self._unknown_flags = {self._draw(t).tobytes() for t in bogus_flags}
+
+    def _draw(self, text: str):
+        from PIL import Image, ImageDraw
+
+        im = Image.new("RGBA", self.canvas, (0, 0, 0, 0))
+        ImageDraw.Draw(im).text((0, 0), text, font=self.font, embedded_color=True)
+        return im
+
+    def _try(self, text: str):
+        """RGBA render of ``text`` as one glyph, or why not: ``"no_glyph"`` or ``"multi_glyph"``."""
+        if self.font.getlength(text) > _MULTI_GLYPH_FACTOR * self.advance:
+            return "multi_glyph"
+        im = self._draw(text)
+        bbox = im.getchannel("A").getbbox()
+        if bbox is None:
+            return "no_glyph"
+        if bbox[2] - bbox[0] > _MULTI_GLYPH_FACTOR * self.advance:
+            return "multi_glyph"
+        if len(text) > 1 and im.tobytes() in self._unknown_flags:
+            return "no_glyph"
+        cps = [c for c in text if ord(c) != _VS16]
+        if len(cps) > 1:  # a sequence drawn exactly as its first code point was not shaped
+            first = cps[0]
+            if first not in self._cache:
+                self._cache[first] = self._draw(first)
+            if self._cache[first].tobytes() == im.tobytes():
+                return "multi_glyph"
+        return im
+
+    def render(self, emoji: str):
+        """``(RGB image, text that rendered)`` or ``(None, reason)``; retries with U+FE0F added."""
+        reasons = []
+        for text in _qualified_variants(emoji):
+            result = self._try(text)
+            if not isinstance(result, str):
+                return self._finish(result), text
+            reasons.append(result)
+        return None, "multi_glyph" if "multi_glyph" in reasons else "no_glyph"
+
+    def _finish(self, rgba):
+        from PIL import Image
+
+        w, h = rgba.size
+        side = max(w, h)
+        square = Image.new("RGBA", (side, side), (255, 255, 255, 255))
+        square.alpha_composite(rgba, ((side - w) // 2, (side - h) // 2))
+        rgb = square.convert("RGB")
+        if side != self.image_size:
+            rgb = rgb.resize((self.image_size, self.image_size), Image.Resampling.LANCZOS)
+        return rgb
+
+
+def _qualified_variants(emoji: str) -> list[str]:
+    """``emoji`` as CLDR writes it, then with the U+FE0F that CLDR strips put back (two guesses)."""
+    cps = [ord(c) for c in emoji if ord(c) != _VS16]
+
+    def plain(c: int) -> bool:
+        return not (c in (_ZWJ, _KEYCAP, _VS15) or c in _SKIN_TONES or c in _TAGS or c in _REGIONAL)
+
+    def insert(pred) -> str:
+        out = []
+        for i, c in enumerate(cps):
+            out.append(c)
+            nxt = cps[i + 1] if i + 1 < len(cps) else None
+            if pred(c) and (nxt is None or nxt in (_ZWJ, _KEYCAP)):
+                out.append(_VS16)
+        return "".join(map(chr, out))
+
+    variants = ["".join(map(chr, cps)),
+                insert(lambda c: plain(c) and c < 0x1F000),  # text-default characters
+                insert(plain)]
+    return list(dict.fromkeys(variants))
+
+
+# --------------------------------------------------------------------------- build
+
+
+@dataclass
+class _Item:
+    item_id: str
+    emoji: str
+    names: dict[str, str]
+    image_hash: str = ""
+
+
+def build_emoji_xtd(out_dir: str | os.PathLike | None = None, *,
+                    image_size: int = DEFAULT_IMAGE_SIZE, force: bool = False,
+                    keywords: bool = False, progress: bool = True,
+                    font_path: str | os.PathLike | None = None,
+                    cldr_dir: str | os.PathLike | None = None) -> Path:
+    """Build emoji-XTD into ``out_dir`` (default ``data_dir()/"emoji-xtd"``) atomically; return it.
+
+    An existing complete build is reused unless ``force``. ``keywords`` adds one more train row per
+    image whose caption is its English CLDR keywords joined by ", ".
+    """
+    if out_dir is None:
+        from mlilt.paths import data_dir
+
+        out_dir = data_dir() / NAME
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not force:
+        meta_path = out_dir / "meta.json"
+        if not meta_path.is_file():
+            raise FileExistsError(f"{out_dir} exists but holds no emoji-XTD build; use force=True")
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if meta.get("image_size") != image_size or meta.get("builder_version") != BUILDER_VERSION \
+                or bool(meta.get("keywords")) != keywords:
+            raise FileExistsError(f"{out_dir} was built with other settings; pass force=True")
+        return out_dir
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    try:
+        os.chmod(tmp, 0o755)
+        _build_into(tmp, image_size=image_size, keywords=keywords, progress=progress,
+                    font_path=font_path, cldr_dir=cldr_dir)
+        if out_dir.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old",
+                                        dir=out_dir.parent))
+            old.rmdir()
+            out_dir.rename(old)
+            tmp.rename(out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _build_into(root: Path, *, image_size: int, keywords: bool, progress: bool,
+                font_path, cldr_dir) -> None:
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover
+        def tqdm(it, **_):
+            return it
+
+    renderer = EmojiRenderer(font_path, image_size=image_size)
+    cldr = find_cldr(cldr_dir)
+    names = {lang: load_cldr_names(lang, cldr) for lang in LANGUAGES}
+    candidates = sorted(set().union(*names.values()), key=lambda e: [ord(c) for c in e])
+
+    dropped: dict[str, list[str]] = {r: [] for r in ("skin_tone", "missing_language", "no_glyph",
+                                                     "multi_glyph")}
+    missing_by_lang: Counter[str] = Counter()
+    items: list[_Item] = []
+    fe0f_retries = 0
+    (root / "images").mkdir()
+    for emoji in tqdm(candidates, desc="emoji-xtd: rendering", unit="emoji", disable=not progress):
+        item_id = emoji_id(emoji)
+        if has_skin_tone(emoji):
+            dropped["skin_tone"].append(item_id)
+            continue
+        missing = [lang for lang in LANGUAGES if emoji not in names[lang]]
+        if missing:
+            dropped["missing_language"].append(item_id)
+            missing_by_lang.update(missing)
+            continue
+        image, how = renderer.render(emoji)
+        if image is None:
+            dropped[how].append(item_id)
+            continue
+        fe0f_retries += how != emoji
+        item = _Item(item_id, emoji, {lang: names[lang][emoji] for lang in LANGUAGES},
+                     hashlib.sha256(image.tobytes()).hexdigest())
+        image.save(root / "images" / f"{item_id}.png", compress_level=6)
+        items.append(item)
+
+    splits = assign_splits((it.item_id, it.emoji, it.image_hash) for it in items)
+    train = [it for it in items if splits[it.item_id] == "train"]
+    test = [it for it in items if splits[it.item_id] == "test"]
+
+    en_keywords = load_cldr_keywords("en", cldr) if keywords else {}
+    with open(root / "train.jsonl", "w", encoding="utf-8", newline="\n") as f:
+        for it in train:
+            row = {"image": f"images/{it.item_id}.png", "caption": it.names["en"],
+                   "image_id": it.item_id}
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            if en_keywords.get(it.emoji):
+                row["caption"] = ", ".join(en_keywords[it.emoji])
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    test_names = "".join(f"{it.item_id}.png\n" for it in test)
+    (root / "test_image_names.txt").write_text(test_names, encoding="utf-8", newline="\n")
+    for lang in LANGUAGES:
+        text = "".join(" ".join(it.names[lang].split()) + "\n" for it in test)
+        (root / f"test_1kcaptions_{lang}.txt").write_text(text, encoding="utf-8", newline="\n")
+
+    image_groups = Counter(it.image_hash for it in items)
+    meta = {
+        "name": NAME,
+        "builder_version": BUILDER_VERSION,
+        "mlilt_version": _mlilt_version(),
+        "protocol": "test",
+        "languages": list(LANGUAGES),
+        "image_size": image_size,
+        "keywords": keywords,
+        "counts": {
+            "candidates": len(candidates),
+            "items": len(items),
+            "train": len(train),
+            "test": len(test),
+            "train_rows": sum(1 for _ in open(root / "train.jsonl", encoding="utf-8")),
+            "group_keys": len({group_key(it.emoji) for it in items}),
+            "test_group_keys": len({group_key(it.emoji) for it in test}),
+            "pixel_identical_images": sum(n for n in image_groups.values() if n > 1),
+            "fe0f_retries": fe0f_retries,
+            "dropped": {reason: len(ids) for reason, ids in dropped.items()},
+            "missing_language_by_lang": dict(sorted(missing_by_lang.items())),
+        },
+        "dropped_ids": {r: ids for r, ids in dropped.items() if r != "skin_tone"},
+        "split": {
+            "rule": "union-find over items sharing group_key(emoji) or an identical rendered "
+                    "image; component key = min group_key; test iff the first 8 bytes of "
+                    "sha256(salt + '/' + key), big-endian, < 0.25 * 2**64 (split_of)",
+            "salt": SPLIT_SALT,
+            "test_fraction_target": TEST_FRACTION,
+        },
+        "test_image_names_sha256": hashlib.sha256(test_names.encode("utf-8")).hexdigest(),
+        "sources": _sources(renderer.font_path, cldr),
+        "rendering": {
+            "font_size": FONT_SIZE,
+            "layout": "RAQM",
+            "embedded_color": True,
+            "background": "white",
+            **_pillow_versions(),
+        },
+    }
+    (root / "meta.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1) + "\n",
+                                    encoding="utf-8")
+
+
+def _sources(font: Path, cldr: Path) -> dict:
+    files = [font] + [p for lang in LANGUAGES for p in _annotation_files(lang, cldr)]
+    return {
+        "font": {"path": str(font), "package": FONT_PACKAGE,
+                 "package_version": _package_version(FONT_PACKAGE), "sha256": _sha256_file(font),
+                 "licence": "OFL-1.1"},
+        "cldr": {"dir": str(cldr), "package": CLDR_PACKAGE,
+                 "package_version": _package_version(CLDR_PACKAGE),
+                 "cldr_version": _cldr_version(cldr),
+                 "licence": "Unicode-DFS-2016",
+                 "files": {str(p.relative_to(cldr)): _sha256_file(p) for p in files[1:]}},
+    }
+
+
+def _pillow_versions() -> dict:
+    import PIL
+    from PIL import features
+
+    return {"pillow": PIL.__version__, "raqm": features.version("raqm"),
+            "harfbuzz": features.version("harfbuzz"), "freetype2": features.version("freetype2")}
+
+
+def _mlilt_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("mlilt")
+    except Exception:
+        try:
+            import mlilt
+
+            return str(getattr(mlilt, "__version__", "unknown"))
+        except Exception:
+            return "unknown"
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def add_subparser(subparsers) -> argparse.ArgumentParser:
+    """Register the ``emoji-xtd`` subcommand (``--out DIR``, ``--force``) on argparse subparsers."""
+    p = subparsers.add_parser(
+        "emoji-xtd", help="build the emoji-XTD retrieval set from Noto Color Emoji and CLDR names",
+        description=f"Render emoji and write emoji-XTD (train.jsonl, XTD10-style test files). "
+                    f"Needs the Debian packages {FONT_PACKAGE} and {CLDR_PACKAGE}.")
+    p.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="output directory (default: $MLILT_HOME/data/emoji-xtd)")
+    p.add_argument("--force", action="store_true", help="rebuild even if DIR already holds a build")
+    p.add_argument("--image-size", type=int, default=DEFAULT_IMAGE_SIZE, metavar="PX",
+                   help=f"side of the square images (default {DEFAULT_IMAGE_SIZE}: no resampling)")
+    p.add_argument("--keywords", action="store_true",
+                   help="add the English CLDR keywords as a second train caption per image")
+    p.set_defaults(func=_run_cli)
+    return p
+
+
+def _run_cli(args: argparse.Namespace) -> int:
+    out = build_emoji_xtd(args.out, image_size=args.image_size, force=args.force,
+                          keywords=args.keywords)
+    counts = json.loads((out / "meta.json").read_text(encoding="utf-8"))["counts"]
+    print(f"{out}: {counts['items']} emoji, {counts['train']} train, {counts['test']} test")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mlilt.data.emoji_xtd [--out DIR] [--force]``."""
+    parser = argparse.ArgumentParser(prog="mlilt data")
+    add_subparser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["emoji-xtd", *(sys.argv[1:] if argv is None else argv)])
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
