@@ -8,11 +8,32 @@
     >>> mlilt.count(model)["percent_trainable"]
 """
 
+import importlib
+import importlib.util
+
 __version__ = "0.1.0"
 
-from mlilt.model import DualEncoder, ModelConfig, build_model, load  # noqa: E402
-from mlilt.strategies import PRESETS, Strategy, TowerPlan, apply, count, resolve  # noqa: E402
-from mlilt.towers import TextTower, TextTowerConfig, VisionTower, VisionTowerConfig  # noqa: E402
+# Public names and their modules, imported on first use (PEP 562) so that torch-free parts such as
+# ``mlilt.report`` do not pay for (or require) torch.
+_EXPORTS = {
+    "DualEncoder": "mlilt.model", "ModelConfig": "mlilt.model", "build_model": "mlilt.model", "load": "mlilt.model",
+    "PRESETS": "mlilt.strategies", "Strategy": "mlilt.strategies", "TowerPlan": "mlilt.strategies",
+    "apply": "mlilt.strategies", "count": "mlilt.strategies", "resolve": "mlilt.strategies",
+    "TextTower": "mlilt.towers", "TextTowerConfig": "mlilt.towers",
+    "VisionTower": "mlilt.towers", "VisionTowerConfig": "mlilt.towers",
+    "retrieval_recall": "mlilt.evaluation.retrieval",
+}
 
-__all__ = ["DualEncoder", "ModelConfig", "build_model", "load", "PRESETS", "Strategy", "TowerPlan", "apply",
-           "count", "resolve", "TextTower", "TextTowerConfig", "VisionTower", "VisionTowerConfig"]
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    if importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module 'mlilt' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)
