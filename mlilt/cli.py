@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlilt", description=__doc__.split("\n")[0])
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_params_parser(subparsers)
+    from mlilt.report import add_report_parser
+
+    add_report_parser(subparsers)
     return parser
 
 
