@@ -79,10 +79,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlilt", description=__doc__.split("\n")[0])
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_params_parser(subparsers)
+    add_data_parser(subparsers)
     from mlilt.report import add_report_parser
 
     add_report_parser(subparsers)
     return parser
+
+
+def add_data_parser(subparsers) -> None:
+    from mlilt.data import check, emoji_xtd
+
+    data = subparsers.add_parser("data", help="Check training data; build or install evaluation sets.")
+    data_subparsers = data.add_subparsers(dest="data_command", required=True)
+    check.add_subparser(data_subparsers)
+    emoji_xtd.add_subparser(data_subparsers)
 
 
 def main(argv: list[str] | None = None) -> int:

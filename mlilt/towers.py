@@ -224,19 +224,20 @@ class VisionTower(Tower):
 
     kind = "vision"
 
-    def __init__(self, model: nn.Module, name: str = ""):
+    def __init__(self, model: nn.Module, name: str = "", img_size: int | None = None):
         super().__init__()
         self.model = model
         self.name = name
+        self.img_size = img_size
 
     @classmethod
     def from_config(cls, cfg: VisionTowerConfig) -> "VisionTower":
         model = _create_timm_model(cfg)
         blocks = getattr(model, "blocks", None)
         if isinstance(blocks, (nn.Sequential, nn.ModuleList)) and len(blocks) and _is_pre_ln_block(blocks[0]):
-            return ViTTower(model, name=cfg.name)
+            return ViTTower(model, name=cfg.name, img_size=cfg.img_size)
         if hasattr(model, "forward_features"):
-            return CNNTower(model, name=cfg.name)
+            return CNNTower(model, name=cfg.name, img_size=cfg.img_size)
         raise TypeError(f"vision tower {cfg.name!r}: {type(model).__name__} has neither transformer blocks "
                         "nor a forward_features feature map")
 
@@ -246,10 +247,13 @@ class VisionTower(Tower):
 
     @property
     def data_config(self) -> dict:
-        """Input size, interpolation, mean and std the weights expect (timm's resolve_data_config)."""
+        """Input size, interpolation, mean and std the weights expect; input size as built (``img_size``)."""
         import timm.data
 
-        return timm.data.resolve_data_config({}, model=self.model)
+        config = timm.data.resolve_data_config({}, model=self.model)
+        if self.img_size:
+            config["input_size"] = (config["input_size"][0], self.img_size, self.img_size)
+        return config
 
 
 class ViTTower(VisionTower):
@@ -289,8 +293,8 @@ class CNNTower(VisionTower):
 
     adapters_supported = ("none", "deep")
 
-    def __init__(self, model: nn.Module, name: str = ""):
-        super().__init__(model, name)
+    def __init__(self, model: nn.Module, name: str = "", img_size: int | None = None):
+        super().__init__(model, name, img_size)
         self.blocks = nn.Sequential()  # grown transformer blocks over the feature tokens
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,1 @@
+"""Image-text data: pair loaders (``pairs``), image opening (``images``), transforms, checks, evaluation sets."""
