@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_params_parser(subparsers)
     add_data_parser(subparsers)
+    from mlilt.zoo.cli import add_subparser as add_zoo_parser
+
+    add_zoo_parser(subparsers)
     from mlilt.report import add_report_parser
 
     add_report_parser(subparsers)

@@ -12,7 +12,9 @@ a model family (post-LN BERT layers, pre-LN ViT blocks, CNN feature maps) lives 
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,16 +27,20 @@ from mlilt.adapters import Adapter, adapter_after, adapter_before
 
 AdapterFactory = Callable[[int], Adapter]
 
+# "zoo:NAME" names a model of mlilt's offline zoo; it is converted on first use (mlilt.zoo.ensure).
+ZOO_PREFIX = "zoo:"
 # A text-tower directory may carry this file to declare how its model expects to be used
 # (multilingual-e5 wants a "query: " prefix and mean pooling, say).
 TEXT_TOWER_DEFAULTS_FILE = "mlilt_text_tower.json"
+# A vision `weights` directory holds its weights under this name.
+VISION_WEIGHTS_NAME = "model.safetensors"
 
 
 @dataclass
 class TextTowerConfig:
     """Which transformers encoder to load and how to pool it."""
 
-    name_or_path: str = field(metadata={"help": "Hub id, local model directory, or a config.json (architecture only)."})
+    name_or_path: str = field(metadata={"help": "Hub id, local model directory, config.json (architecture only), or 'zoo:NAME'."})
     pretrained: bool = field(default=True, metadata={"help": "Load weights; False builds the architecture with random init."})
     pooling: str | None = field(default=None, metadata={"help": "'cls' (the paper) or 'mean'; None: the directory's default, else 'cls'."})
     text_prefix: str | None = field(default=None, metadata={"help": "Prepended to every text (e5: 'query: '); None: the directory's default, else ''."})
@@ -47,7 +53,7 @@ class VisionTowerConfig:
 
     name: str = field(metadata={"help": "timm model name, e.g. deit_base_patch16_224."})
     pretrained: bool = field(default=True, metadata={"help": "Load timm's pretrained weights (or `weights`); False: random init."})
-    weights: str | None = field(default=None, metadata={"help": "Local weights file (safetensors or .pth) used instead of the hub."})
+    weights: str | None = field(default=None, metadata={"help": "Local weights file (safetensors or .pth) or a directory holding model.safetensors, used instead of the hub; 'zoo:NAME' for the offline zoo."})
     img_size: int | None = field(default=None, metadata={"help": "Input resolution; ViT position embeddings are resized to it."})
     model_kwargs: dict = field(default_factory=dict, metadata={"help": "Extra keyword arguments for timm.create_model."})
 
@@ -145,6 +151,7 @@ class TextTower(Tower):
     def from_config(cls, cfg: TextTowerConfig) -> "TextTower":
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
+        cfg = dataclasses.replace(cfg, name_or_path=resolve_source(cfg.name_or_path))
         source = Path(cfg.name_or_path)
         defaults = {}
         if source.is_dir() and (source / TEXT_TOWER_DEFAULTS_FILE).is_file():
@@ -159,7 +166,8 @@ class TextTower(Tower):
             config = _config_from_json(source)
             model = _with_optional_kwargs(AutoModel.from_config, config, **no_pooler)
         elif cfg.pretrained:
-            model = _with_optional_kwargs(AutoModel.from_pretrained, cfg.name_or_path, **no_pooler)
+            with _quiet_transformers():  # its load report lists the pooler weights we drop on purpose
+                model = _with_optional_kwargs(AutoModel.from_pretrained, cfg.name_or_path, **no_pooler)
             tokenizer = AutoTokenizer.from_pretrained(cfg.name_or_path)
         else:
             config = AutoConfig.from_pretrained(cfg.name_or_path)
@@ -334,10 +342,13 @@ def _create_timm_model(cfg: VisionTowerConfig) -> nn.Module:
 
     kwargs = dict(cfg.model_kwargs, num_classes=0)
     if cfg.pretrained and cfg.weights:
-        if not Path(cfg.weights).is_file():
-            raise FileNotFoundError(f"vision tower {cfg.name!r}: weights file {cfg.weights} does not exist")
+        weights = Path(resolve_source(cfg.weights))
+        if weights.is_dir():
+            weights = weights / VISION_WEIGHTS_NAME
+        if not weights.is_file():
+            raise FileNotFoundError(f"vision tower {cfg.name!r}: weights file {weights} does not exist")
         # timm loads the file through the model's own checkpoint filter (position-embedding resize).
-        kwargs["pretrained_cfg_overlay"] = dict(file=str(cfg.weights))
+        kwargs["pretrained_cfg_overlay"] = dict(file=str(weights))
     if cfg.img_size:
         kwargs["img_size"] = cfg.img_size
     try:
@@ -349,6 +360,15 @@ def _create_timm_model(cfg: VisionTowerConfig) -> nn.Module:
         return timm.create_model(cfg.name, pretrained=cfg.pretrained, **kwargs)
 
 
+def resolve_source(name: str) -> str:
+    """A local path for ``zoo:NAME`` (converting the zoo model if needed); any other name unchanged."""
+    if not name.startswith(ZOO_PREFIX):
+        return name
+    from mlilt import zoo
+
+    return str(zoo.ensure(name[len(ZOO_PREFIX):]))
+
+
 def _config_from_json(path: Path):
     from transformers import AutoConfig
 
@@ -356,6 +376,18 @@ def _config_from_json(path: Path):
     if "model_type" not in values:
         raise ValueError(f"{path}: a text-tower config file needs a 'model_type' field (e.g. \"bert\")")
     return AutoConfig.for_model(values.pop("model_type"), **values)
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    from transformers.utils import logging
+
+    level = logging.get_verbosity()
+    logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(level)
 
 
 def _with_optional_kwargs(fn, *args, **optional):
