@@ -1,5 +1,11 @@
 """The ``mlilt`` command line.
 
+    mlilt eval runs/emoji-xtd/lilt_lwa-s0 --eval-set emoji-xtd        # cross-lingual retrieval
+    mlilt eval RUN --eval-set xtd10 --protocol lilt200 --image-root ~/coco2014 --langs ru,tr
+    mlilt report runs/*/eval/emoji-xtd_test.json --baseline clip --out reports/emoji-xtd
+    mlilt data check train.jsonl --image-root images/                   # missing images, empty captions
+    mlilt data emoji-xtd | mlilt data xtd10 --from DIR                   # evaluation sets
+    mlilt zoo convert all                                                # offline pretrained models
     mlilt params --text recipes/configs/architectures/bert-base-uncased.json \\
                  --vision deit_base_patch16_224 --img-size 256 --no-pretrained
     mlilt params ... --strategy lilt_lwa --json
@@ -79,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlilt", description=__doc__.split("\n")[0])
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_params_parser(subparsers)
+    from mlilt.evaluation.cli import add_eval_parser
+
+    add_eval_parser(subparsers)
     add_data_parser(subparsers)
     from mlilt.zoo.cli import add_subparser as add_zoo_parser
 
@@ -91,11 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_data_parser(subparsers) -> None:
     from mlilt.data import check, emoji_xtd
+    from mlilt.evaluation.cli import add_xtd10_parser
 
     data = subparsers.add_parser("data", help="Check training data; build or install evaluation sets.")
     data_subparsers = data.add_subparsers(dest="data_command", required=True)
     check.add_subparser(data_subparsers)
     emoji_xtd.add_subparser(data_subparsers)
+    add_xtd10_parser(data_subparsers)
 
 
 def main(argv: list[str] | None = None) -> int:

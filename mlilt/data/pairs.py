@@ -26,6 +26,8 @@ Formats (``format="auto"`` infers them from the path):
   Columns: image ``image``/``jpg``/``png``/...; caption ``caption``/``text``/``txt`` (a list of
   captions gives one row each); ``image_id`` optional.
 
+A built-in set's name stands for its training manifest: ``emoji-xtd`` (built on first use).
+
 Paths in manifests are relative to ``image_root`` (default: the manifest's folder). Sources with one
 split ignore ``split``. A malformed line or a missing field raises :class:`ManifestError` naming the
 file and line; ``mlilt data check`` lists every problem of a manifest at once.
@@ -355,7 +357,7 @@ def iter_manifest(source: str | os.PathLike, format: str = "auto", split: str = 
 
     ``on_error`` receives each malformed record (default: raise it); reading goes on after it returns.
     """
-    path = Path(source).expanduser()
+    path = Path(resolve_builtin(os.fspath(source))).expanduser()
     fmt = detect_format(path) if format == "auto" else format
     if fmt not in _READERS:
         raise ValueError(f"{source}: {fmt!r} is not a manifest format ({', '.join(MANIFEST_FORMATS)})")
@@ -516,6 +518,21 @@ def _table_dataset(fmt: str, source: str, split: str, streaming: bool, cache_dir
                                  cache_dir=cache_dir)
 
 
+def _emoji_xtd_train() -> str:
+    from mlilt.data.emoji_xtd import build_emoji_xtd
+
+    return str(build_emoji_xtd() / "train.jsonl")
+
+
+# Training sets mlilt builds itself, named in configs instead of a path (built on first use).
+BUILTIN_SOURCES = {"emoji-xtd": _emoji_xtd_train}
+
+
+def resolve_builtin(source: str) -> str:
+    """The manifest path of a built-in training set name (``emoji-xtd``); any other source unchanged."""
+    return BUILTIN_SOURCES[source]() if source in BUILTIN_SOURCES else source
+
+
 def load_pairs(source: str | os.PathLike, format: str = "auto", image_root: str | os.PathLike | None = None,
                split: str = "train", *, decode: bool = True, streaming: bool | None = None,
                cache_dir: str | None = None):
@@ -527,7 +544,7 @@ def load_pairs(source: str | os.PathLike, format: str = "auto", image_root: str 
     ignore it. ``streaming`` defaults to True for webdataset only. ``decode=False``: embedded images stay
     ``{"bytes", "path"}`` dicts (decoded later by ``open_image``; what a training loop wants).
     """
-    source = os.fspath(source)
+    source = resolve_builtin(os.fspath(source))
     fmt = detect_format(source) if format == "auto" else format
     if fmt not in FORMATS:
         raise ValueError(f"unknown data format {format!r}; choose auto or one of {', '.join(FORMATS)}")

@@ -1,0 +1,151 @@
+"""Wall time of `mlilt eval` on XTD10 (1000 images x 8 languages) with base-size towers, offline.
+
+    python benchmarks/eval_base.py                       # needs ../shared/xtd10 (or --xtd10 DIR)
+    python benchmarks/eval_base.py --img-size 256 --batch-size 32 --workers 1
+
+Builds everything it needs locally, with random weights (timing does not depend on them):
+* a BERT-base-shaped text tower (``BertConfig()``: 12 layers, 768 wide) with a WordPiece tokenizer
+  trained on the XTD10 captions themselves, saved with ``save_pretrained``;
+* a DeiT-B vision tower (``deit_base_patch16_224``, random) saved to a local safetensors file;
+* a ``lilt_lwa`` run directory (``model.save_trained``) on them;
+* 1000 random small JPEGs under fake ``train2014/`` and ``val2014/`` folders, named as XTD10's images.
+
+Then it runs the evaluation harness twice on an emptied embedding cache (first pass: the real cost;
+second pass: what a rerun costs) and prints the image and text encoding times. Not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_XTD10 = REPO.parent / "shared" / "xtd10"
+
+
+def build_text_tower(directory: Path, captions: list[str], vocab_size: int) -> Path:
+    """BERT-base shape, WordPiece vocabulary learnt from the captions (no hub)."""
+    from tokenizers import BertWordPieceTokenizer
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    if (directory / "config.json").is_file():
+        return directory
+    directory.mkdir(parents=True, exist_ok=True)
+    wordpiece = BertWordPieceTokenizer(lowercase=False, strip_accents=False, handle_chinese_chars=True)
+    wordpiece.train_from_iterator(captions, vocab_size=vocab_size, min_frequency=1)
+    wordpiece.save_model(str(directory))                                     # vocab.txt
+    tokenizer = BertTokenizerFast(vocab_file=str(directory / "vocab.txt"), do_lower_case=False,
+                                  strip_accents=False)
+    tokenizer.save_pretrained(directory)
+    BertModel(BertConfig(vocab_size=len(tokenizer)), add_pooling_layer=False).save_pretrained(directory)
+    return directory
+
+
+def build_vision_weights(path: Path) -> Path:
+    import timm
+    from safetensors.torch import save_file
+
+    if not path.is_file():
+        model = timm.create_model("deit_base_patch16_224", pretrained=False, num_classes=0)
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return path
+
+
+def build_images(root: Path, names: list[str], size: tuple[int, int] = (96, 72)) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name in names:
+        folder = root / ("train2014" if name.startswith("COCO_train2014_") else "val2014")
+        folder.mkdir(parents=True, exist_ok=True)
+        if not (folder / name).is_file():
+            pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / name, quality=85)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--xtd10", type=Path, default=DEFAULT_XTD10, help="Folder of the XTD10 caption files.")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/mlilt-eval-bench"))
+    parser.add_argument("--img-size", type=int, default=224)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--text-batch-size", type=int, default=128)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"))
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--vocab-size", type=int, default=30000)
+    parser.add_argument("--protocol", default="1k", help="1k (default) or lilt200.")
+    parser.add_argument("--langs", default=None, help="Comma-separated subset (default: all eight).")
+    args = parser.parse_args(argv)
+
+    import torch
+    import yaml
+
+    from mlilt import ModelConfig, TextTowerConfig, VisionTowerConfig, build_model
+    from mlilt.evaluation.harness import EncodeOptions, evaluate_retrieval, format_table, load_for_eval
+    from mlilt.evaluation.sets import load_eval_set, read_lines
+
+    os.environ["MLILT_HOME"] = str(args.workdir / "home")  # its own cache: emptied below
+    work = args.workdir
+    start = time.perf_counter()
+    xtd_files = load_eval_set("xtd10", data_dir=args.xtd10, image_root=work / "coco")
+    captions = [c for lang in xtd_files.languages() for c in xtd_files.caption_lines(lang)]
+    text_dir = build_text_tower(work / "bert-base-xtd", captions, args.vocab_size)
+    weights = build_vision_weights(work / "deit_base_patch16_224.safetensors")
+    build_images(work / "coco", read_lines(args.xtd10 / "test_image_names.txt"))
+    run = work / f"run_{args.img_size}"
+    config = ModelConfig(text=TextTowerConfig(str(text_dir)),
+                         vision=VisionTowerConfig("deit_base_patch16_224", weights=str(weights),
+                                                  img_size=args.img_size),
+                         strategy="lilt_lwa")
+    torch.manual_seed(0)
+    build_model(config).save_trained(run / "model")
+    (run / "config.yaml").write_text(yaml.safe_dump({"seed": 0, "strategy": "lilt_lwa"}))
+    setup_s = time.perf_counter() - start
+
+    start = time.perf_counter()
+    loaded = load_for_eval(run)
+    load_s = time.perf_counter() - start
+    print(f"setup {setup_s:.1f} s, model load {load_s:.1f} s; torch threads {torch.get_num_threads()}, "
+          f"cpu count {os.cpu_count()}", flush=True)
+
+    from mlilt.evaluation.harness import cache_dir
+
+    shutil.rmtree(cache_dir(), ignore_errors=True)  # the first pass pays the full cost
+    opts = EncodeOptions(device=args.device, precision=args.precision, batch_size=args.batch_size,
+                         text_batch_size=args.text_batch_size, workers=args.workers, cache=True,
+                         progress=sys.stderr.isatty())
+    timings = {}
+    for label in ("cold", "rerun"):
+        start = time.perf_counter()
+        result = evaluate_retrieval(loaded, xtd_files, args.protocol, args.langs.split(",") if args.langs else None,
+                                    opts=opts, quiet=True)
+        timings[label] = (time.perf_counter() - start, result)
+    print(format_table(timings["cold"][1]), flush=True)
+
+    cold_wall, cold = timings["cold"]
+    n_captions = sum(c["captions"] for c in cold["counts"].values())
+    image_s, text_s = cold["timings"]["image_encoding_s"], cold["timings"]["text_encoding_s"]
+    print(f"\n=== mlilt eval, XTD10 {args.protocol}, BERT-base + DeiT-B (random weights), "
+          f"{args.img_size} px, precision {cold['settings']['precision']}, device {cold['settings']['device']} ===")
+    print(f"images:  {cold['num_images']} in {image_s:.1f} s  ({1000 * image_s / cold['num_images']:.0f} ms/image, "
+          f"batch {args.batch_size}, {args.workers} decode worker(s))")
+    print(f"texts:   {n_captions} captions ({len(cold['results'])} languages) in {text_s:.1f} s  "
+          f"({1000 * text_s / n_captions:.1f} ms/caption, batch {args.text_batch_size})")
+    print(f"total:   {cold_wall:.1f} s wall (scoring and probe: {cold_wall - image_s - text_s:.1f} s)")
+    rerun_wall, rerun = timings["rerun"]
+    print(f"rerun:   {rerun_wall:.1f} s wall with the embedding cache (images {rerun['cache']['images']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

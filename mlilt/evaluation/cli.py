@@ -1,0 +1,200 @@
+"""``mlilt eval`` (retrieval, text probe, leakage; zero-shot) and ``mlilt data xtd10``.
+
+    mlilt data xtd10 --download                       # caption files into $MLILT_HOME/data/xtd10
+    mlilt data xtd10 --from ~/Downloads/XTD10         # or from a local copy
+    mlilt eval runs/lilt_lwa --image-root ~/coco2014                     # xtd10, protocol 1k, all languages
+    mlilt eval runs/lilt_lwa --protocol lilt200 --langs ru,tr --exclude-overlap
+    mlilt eval runs/lilt_lwa --captions sw=captions_sw.txt --langs sw
+    mlilt eval runs/lilt_lwa --eval-set emoji-xtd
+    mlilt eval runs/lilt_lwa --eval-set my_pairs.jsonl
+    mlilt eval --preset frozen --text bert-base-multilingual-cased --vision deit_base_patch16_224 ...
+    mlilt eval runs/lilt_lwa --task zeroshot --dataset data/pets --template de="ein Foto von {}"
+
+Mount with ``add_eval_parser(subparsers)`` and ``add_xtd10_parser(data_subparsers)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def _key_values(values: list[str] | None, flag: str) -> dict[str, str]:
+    out = {}
+    for value in values or []:
+        key, sep, rest = value.partition("=")
+        if not sep or not key or not rest:
+            raise ValueError(f"{flag} expects LANG=PATH, got {value!r}")
+        out[key] = rest
+    return out
+
+
+def _langs(value: str | None) -> list[str] | None:
+    return [x.strip() for x in value.split(",") if x.strip()] if value else None
+
+
+def add_eval_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``mlilt eval``."""
+    from mlilt.strategies import PRESETS
+
+    p = subparsers.add_parser(
+        "eval", help="Cross-lingual retrieval (Recall@1/5/10, text probe, leakage) or zero-shot classification.",
+        description="Evaluate a trained run (or an untrained preset on base models) on an evaluation set; "
+                    "writes one JSON per run x set x protocol and prints a table.",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n")[1])
+    p.add_argument("run", nargs="?", help="Run directory (final model, else latest checkpoint) or model directory.")
+    what = p.add_argument_group("untrained preset (instead of RUN)")
+    what.add_argument("--preset", choices=list(PRESETS), metavar="NAME",
+                      help="Evaluate this strategy untrained on --text/--vision: " + ", ".join(PRESETS))
+    what.add_argument("--text", help="Text tower: hub id or local model directory.")
+    what.add_argument("--vision", help="Vision tower: timm model name.")
+    what.add_argument("--vision-weights", help="Local weights file for the vision tower.")
+    what.add_argument("--img-size", type=int, help="Vision input size.")
+    what.add_argument("--vision-kwargs", type=json.loads, default=None, metavar="JSON",
+                      help='Extra timm.create_model arguments, e.g. \'{"drop_path_rate": 0.0}\'.')
+    what.add_argument("--embed-dim", type=int, default=256, help="Projection width (default 256).")
+    what.add_argument("--max-length", type=int, default=30, help="Text tokens (default 30, the paper's).")
+    what.add_argument("--seed", type=int, default=0, help="Seed of the random projections (default 0).")
+
+    p.add_argument("--task", choices=["retrieval", "zeroshot"], default="retrieval")
+    ret = p.add_argument_group("retrieval")
+    ret.add_argument("--eval-set", default="xtd10",
+                     help="Set name (xtd10, emoji-xtd), a set .yaml, or a JSONL manifest (image, caption, lang).")
+    ret.add_argument("--protocol", help="Protocol of the set (xtd10: 1k | lilt200; default: the set's first).")
+    ret.add_argument("--data-dir", help="Folder of the set's files (default: $MLILT_HOME/data/<set>).")
+    ret.add_argument("--image-root", help="Image folder (xtd10: COCO 2014 with train2014/ and val2014/).")
+    ret.add_argument("--langs", help="Comma-separated languages (default: every language of the set).")
+    ret.add_argument("--captions", action="append", metavar="LANG=PATH",
+                     help="A line-aligned caption file for a language (adds or replaces it); repeatable.")
+    ret.add_argument("--probe", action=argparse.BooleanOptionalAction, default=True,
+                     help="Cross-lingual text-only probe with the text tower (default on).")
+    ret.add_argument("--exclude-overlap", action="store_true",
+                     help="Drop evaluation images that occur in the run's training data.")
+    ret.add_argument("--train-data", help="Training source for the leakage check (default: RUN_DIR/config.yaml).")
+    ret.add_argument("--train-format", default="auto", help="Format of --train-data (default auto).")
+    ret.add_argument("--train-image-root", help="Image root of --train-data.")
+    zs = p.add_argument_group("zero-shot")
+    zs.add_argument("--dataset", help="Image folder with one sub-folder per class.")
+    zs.add_argument("--classnames", action="append", metavar="LANG=PATH", help="Class-name file for a language.")
+    zs.add_argument("--template", action="append", metavar="[LANG=]TEMPLATE",
+                    help='Prompt template with {} (default en "a photo of {}."); repeatable.')
+    zs.add_argument("--templates", metavar="FILE", help='JSON templates file {"lang": ["... {} ...", ...]}.')
+    run = p.add_argument_group("running")
+    run.add_argument("--out", help="Result JSON (default RUN_DIR/eval/<set>_<protocol>.json).")
+    run.add_argument("--batch-size", type=int, default=64, help="Images per batch (default 64).")
+    run.add_argument("--text-batch-size", type=int, default=256, help="Captions per batch (default 256).")
+    run.add_argument("--workers", type=int, default=max(0, min(4, (os.cpu_count() or 1) - 1)),
+                     help="Image-decoding processes (default: CPU cores - 1, at most 4).")
+    run.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda if available).")
+    run.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                     help="bf16 autocast or fp32; auto: bf16 where the hardware has native bf16 (default).")
+    run.add_argument("--no-cache", action="store_true", help="Neither read nor write the embedding cache.")
+    run.add_argument("--json", action="store_true", help="Print the result JSON instead of the table.")
+    run.add_argument("--quiet", action="store_true", help="No progress bars or warnings on stderr.")
+    p.set_defaults(func=run_eval)
+    return p
+
+
+#: the name the main CLI mounts
+add_subparser = add_eval_parser
+
+
+def _load(args):
+    from mlilt.evaluation.harness import load_for_eval, load_preset
+
+    if args.run and args.preset:
+        raise ValueError("give RUN or --preset, not both")
+    if args.preset:
+        if not args.text or not args.vision:
+            raise ValueError("--preset needs --text and --vision (the base models)")
+        return load_preset(args.preset, args.text, args.vision, img_size=args.img_size,
+                           vision_weights=args.vision_weights, embed_dim=args.embed_dim, seed=args.seed,
+                           max_length=args.max_length, vision_kwargs=args.vision_kwargs)
+    if not args.run:
+        raise ValueError("give a RUN directory (or --preset NAME --text ... --vision ...)")
+    return load_for_eval(args.run)
+
+
+def run_eval(args) -> int:
+    from mlilt.evaluation import harness, zeroshot
+    from mlilt.evaluation.leakage import training_source
+    from mlilt.evaluation.sets import load_eval_set
+
+    opts = harness.EncodeOptions(device=args.device, precision=args.precision, batch_size=args.batch_size,
+                                 text_batch_size=args.text_batch_size, workers=args.workers,
+                                 cache=not args.no_cache, progress=not args.quiet)
+    opts.resolved_precision()
+    if args.task == "zeroshot":
+        if not args.dataset:
+            raise ValueError("--task zeroshot needs --dataset DIR (one sub-folder per class)")
+        templates = zeroshot.read_templates_file(args.templates) if args.templates else {}
+        for lang, values in zeroshot.parse_templates(args.template).items():
+            templates[lang] = values
+        loaded = _load(args)
+        result = zeroshot.evaluate_zeroshot(loaded, args.dataset, _langs(args.langs), templates=templates,
+                                            classnames=_key_values(args.classnames, "--classnames"), opts=opts)
+        name = f"zeroshot_{Path(args.dataset).expanduser().resolve().name}"
+        table = zeroshot.format_table(result)
+    else:
+        eval_set = load_eval_set(args.eval_set, data_dir=args.data_dir, image_root=args.image_root,
+                                 captions=_key_values(args.captions, "--captions"))
+        loaded = _load(args)
+        source = None
+        if args.train_data:
+            source = {"train_data": args.train_data, "train_format": args.train_format,
+                      "image_root": args.train_image_root, "split": "train"}
+        elif loaded.run_dir is not None:
+            source = training_source(loaded.run_dir)
+        result = harness.evaluate_retrieval(loaded, eval_set, args.protocol, _langs(args.langs), opts=opts,
+                                            probe=args.probe, exclude_overlap=args.exclude_overlap,
+                                            train_source=source, quiet=args.quiet)
+        name = f"{eval_set.name}_{result['protocol']}"
+        table = harness.format_table(result)
+    out = Path(args.out) if args.out else harness.default_result_path(loaded, name)
+    result = harness.merge_previous(result, out)
+    harness.write_result(result, out)
+    print(json.dumps(result, indent=2, ensure_ascii=False) if args.json else table)
+    if not args.json:
+        print(f"wrote {out}")
+    return 0
+
+
+def add_xtd10_parser(data_subparsers) -> argparse.ArgumentParser:
+    """Register ``mlilt data xtd10``."""
+    p = data_subparsers.add_parser(
+        "xtd10", help="Install the XTD10 caption files (download, or from a local copy).",
+        description="Install the XTD10 test captions (Aggarwal & Kale 2020; Adobe Research License: "
+                    "noncommercial research use only) into the data directory. The images are COCO 2014's: "
+                    "pass your COCO folder to mlilt eval --image-root.")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--download", action="store_true", help="Fetch the files from the published repository.")
+    src.add_argument("--from", dest="from_dir", metavar="DIR", help="Copy them from a local copy (with LICENSE.md).")
+    p.add_argument("--data-dir", help="Destination (default: $MLILT_HOME/data/xtd10).")
+    p.add_argument("--force", action="store_true", help="Overwrite files already there.")
+    p.set_defaults(func=run_xtd10)
+    return p
+
+
+def run_xtd10(args) -> int:
+    from mlilt.evaluation.sets import default_data_dir, find_spec_file, install_set, load_eval_set, read_spec
+
+    spec = read_spec(find_spec_file("xtd10"))
+    dest = Path(args.data_dir).expanduser() if args.data_dir else default_data_dir(spec)
+    licence, source = spec.get("licence") or {}, spec.get("source") or {}
+    print(f"XTD10 captions -- {licence.get('name')}: {licence.get('terms')}\n"
+          f"  licence: {licence.get('url')}\n"
+          f"  source:  {source.get('homepage')} (commit {source.get('commit', '')[:7]})")
+    try:
+        written = install_set(spec, dest, from_dir=args.from_dir, download=args.download, force=args.force)
+    except OSError as err:
+        if isinstance(err, FileNotFoundError):
+            raise
+        print(f"mlilt data xtd10: error: {err}", file=sys.stderr)
+        return 1
+    installed = load_eval_set("xtd10", data_dir=dest)
+    print(f"installed {len(written)} files in {dest} (languages: {', '.join(installed.languages())}); "
+          f"by using them you accept {dest / 'LICENSE.md'}")
+    return 0

@@ -1,0 +1,528 @@
+"""Cross-lingual retrieval evaluation: encode a set's images once, score every language, write one JSON.
+
+    >>> from mlilt.evaluation.harness import EncodeOptions, evaluate_retrieval, load_for_eval, write_result
+    >>> from mlilt.evaluation.sets import load_eval_set
+    >>> loaded = load_for_eval("runs/lilt_lwa")                       # a run or model directory
+    >>> xtd = load_eval_set("xtd10", image_root="~/coco2014")
+    >>> result = evaluate_retrieval(loaded, xtd, "lilt200", langs=["ru", "tr"])
+    >>> result["results"]["ru"]["mean"], result["text_probe"]["ru"]["en->x@1"]
+    >>> write_result(result, "runs/lilt_lwa/eval/xtd10_lilt200.json")
+
+How it runs:
+
+* Images are encoded **once** per (model, set, protocol, excluded images) and reused for every
+  language; embeddings (fp32) are cached in ``mlilt_home()/cache/embeddings/<key>.safetensors``,
+  the key hashing the model identity (sha256 of ``trained.safetensors`` + ``model_config``, or the
+  preset config + seed), the image files, the transform and the precision. Captions are cached the
+  same way, keyed by their text, so a second run of a language costs nothing and a new language only
+  its captions.
+* Batched, ``torch.inference_mode``, bf16 autocast where the hardware has native bf16 (CUDA with
+  bf16, CPUs with AVX512-BF16/AMX): ``precision="auto"``. On CPUs without it, oneDNN emulates bf16
+  and runs several times *slower* than fp32 (measured: 6.6x on an AVX2 EPYC), so auto picks fp32 there.
+* Texts are sorted by length before batching (less padding), then put back in order.
+* The **text probe** (knowledge conservation): cross-lingual text-only retrieval, each English
+  caption against the same captions in language X (``en->x@1``) and back (``x->en@1``). It uses the
+  text *tower's* pooled output before the projection, L2-normalised: the projection is trained on
+  English only and is random for untrained presets, while the tower output is what the multilingual
+  encoder knows -- so the probe measures how much of that a strategy kept (a locked tower scores
+  exactly its base model). It needs a parallel set (line-aligned captions) with English.
+* **Ties** in the scores count against the query (``mlilt.evaluation.retrieval``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from mlilt.evaluation.retrieval import DEFAULT_CHUNK_SIZE, retrieval_recall
+from mlilt.evaluation.sets import Captions, EvalImage, EvalSet
+from mlilt.paths import mlilt_home
+
+PRECISIONS = ("auto", "bf16", "fp32")
+RESULT_DIR = "eval"
+PROBE_LANG = "en"
+
+
+@dataclass
+class EncodeOptions:
+    """How to run the encoders."""
+
+    device: str | None = None          # None: cuda if available, else cpu
+    precision: str = "auto"            # auto | bf16 | fp32
+    batch_size: int = 64               # images per forward
+    text_batch_size: int = 256         # captions per forward
+    workers: int = 0                   # DataLoader processes decoding images
+    cache: bool = True                 # read/write the embedding cache
+    progress: bool = True              # tqdm bars
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+
+    def torch_device(self) -> torch.device:
+        return torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+    def resolved_precision(self) -> str:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {'|'.join(PRECISIONS)}, got {self.precision!r}")
+        if self.precision != "auto":
+            return self.precision
+        return "bf16" if native_bf16(self.torch_device()) else "fp32"
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 natively (not emulated through fp32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    return False
+
+
+def autocast(device: torch.device, precision: str):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+# ----------------------------------------------------------------------------------------------------
+# The model under evaluation
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to evaluate, with what identifies it (cache keys) and describes it (result files)."""
+
+    model: torch.nn.Module
+    identity: dict
+    run: dict
+    run_dir: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def sha256_file(path: str | os.PathLike, block: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _base_fingerprint(path: str | None) -> dict | None:
+    """Size and mtime of a local base-model file or directory's files, so a changed local base misses the cache."""
+    if not path or not Path(path).exists():
+        return None
+    p = Path(path)
+    files = [p] if p.is_file() else sorted(x for x in p.iterdir() if x.is_file())
+    return {x.name: [x.stat().st_size, x.stat().st_mtime_ns] for x in files}
+
+
+def _model_facts(model, cfg) -> dict:
+    from mlilt.strategies import count
+
+    c = count(model)
+    return {"strategy": cfg.strategy, "resolved_strategy": model.strategy.to_dict() if model.strategy else None,
+            "text_model": cfg.text.name_or_path, "vision_model": cfg.vision.name, "img_size": cfg.vision.img_size,
+            "embed_dim": cfg.embed_dim, "total": c["total"], "trainable": c["trainable"],
+            "percent_trainable": c["percent_trainable"]}
+
+
+def load_for_eval(path: str | os.PathLike) -> LoadedModel:
+    """A trained model from a run directory (final model, else latest checkpoint) or a model directory."""
+    from mlilt.evaluation.leakage import RUN_CONFIG, read_run_config, training_source
+    from mlilt.model import CONFIG_NAME, WEIGHTS_NAME, DualEncoder, resolve_model_dir
+
+    path = Path(path).expanduser()
+    model_dir = resolve_model_dir(path)
+    run_dir = path
+    if model_dir == path:  # a model directory: inside a run (model/, checkpoints/step_*/) or on its own
+        run_dir = next((p for p in (path.parent, path.parent.parent) if (p / RUN_CONFIG).is_file()), path)
+    model = DualEncoder.load_trained(model_dir)
+    cfg = model.config
+    config = read_run_config(run_dir)
+    source = training_source(run_dir)
+    identity = {"trained_sha256": sha256_file(model_dir / WEIGHTS_NAME),
+                "model_config": json.loads((model_dir / CONFIG_NAME).read_text()),
+                "bases": [_base_fingerprint(cfg.text.name_or_path), _base_fingerprint(cfg.vision.weights)]}
+    identity["model_config"].pop("mlilt_version", None)
+    run = {"path": str(run_dir.resolve()), "name": run_dir.resolve().name,
+           "checkpoint": os.path.relpath(model_dir.resolve(), run_dir.resolve()),
+           **_model_facts(model, cfg), "seed": config.get("seed"),
+           "train_data": source["train_data"] if source else None}
+    return LoadedModel(model, identity, run, run_dir=run_dir)
+
+
+def load_preset(preset: str, text: str, vision: str, *, img_size: int | None = None,
+                vision_weights: str | None = None, embed_dim: int = 256, seed: int = 0,
+                max_length: int = 30, pooling: str | None = None, vision_kwargs: dict | None = None) -> LoadedModel:
+    """An untrained preset on base models; its projections (and adapters) are random, drawn with ``seed``."""
+    from mlilt.model import ModelConfig, build_model
+    from mlilt.towers import TextTowerConfig, VisionTowerConfig
+
+    cfg = ModelConfig(text=TextTowerConfig(text, max_length=max_length, pooling=pooling),
+                      vision=VisionTowerConfig(vision, weights=vision_weights, img_size=img_size,
+                                               model_kwargs=dict(vision_kwargs or {})),
+                      embed_dim=embed_dim, strategy=preset)
+    torch.manual_seed(seed)
+    model = build_model(cfg)
+    identity = {"preset": cfg.to_dict(), "seed": seed,
+                "bases": [_base_fingerprint(text), _base_fingerprint(vision_weights)]}
+    run = {"path": None, "name": f"{preset} (untrained)", "checkpoint": None, **_model_facts(model, cfg),
+           "seed": seed, "train_data": None, "untrained_preset": True}
+    notes = [f"preset {preset!r} evaluated untrained on the base models: the projections are random "
+             f"(seed {seed}), so image-text retrieval measures nothing learned; the text probe uses the "
+             "text tower before the projection and is meaningful"]
+    return LoadedModel(model, identity, run, notes=notes)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Embedding cache
+
+
+def cache_dir() -> Path:
+    return mlilt_home() / "cache" / "embeddings"
+
+
+def cache_key(parts: dict) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:40]
+
+
+class EmbeddingCache:
+    """Tensors by key in safetensors files; a miss (or a disabled cache) computes and stores."""
+
+    def __init__(self, root: Path | None = None, enabled: bool = True):
+        self.root = Path(root) if root else cache_dir()
+        self.enabled = enabled
+
+    def path(self, key: str) -> Path:
+        return self.root / f"{key}.safetensors"
+
+    def get_or_compute(self, parts: dict, compute: Callable[[], dict[str, torch.Tensor]]
+                       ) -> tuple[dict[str, torch.Tensor], str]:
+        """``(tensors, "hit" | "miss" | "off")``."""
+        from safetensors.torch import load_file, save_file
+
+        from mlilt.model import atomic_write
+
+        if not self.enabled:
+            return compute(), "off"
+        key = cache_key(parts)
+        path = self.path(key)
+        if path.is_file():
+            try:
+                return load_file(path), "hit"
+            except Exception as err:  # a truncated or foreign file: recompute rather than fail
+                warnings.warn(f"{path}: unreadable embedding cache ({err}); recomputing")
+        tensors = {k: v.detach().float().cpu().contiguous() for k, v in compute().items()}
+        self.root.mkdir(parents=True, exist_ok=True)
+        meta = {"key": json.dumps(parts, sort_keys=True, default=str)[:60000]}
+        atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+        return tensors, "miss"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Encoding
+
+
+class _ImageFiles(torch.utils.data.Dataset):
+    def __init__(self, paths: list[str], transform):
+        self.paths, self.transform = paths, transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        from mlilt.data.images import open_image
+
+        return self.transform(open_image(self.paths[i]))
+
+
+def image_transform(model):
+    from mlilt.data.transforms import eval_transform
+
+    return eval_transform(model.vision.data_config, model.config.vision.img_size if model.config else None)
+
+
+def check_image_files(images: list[EvalImage], what: str) -> None:
+    """Fail before encoding when image files are missing, naming a few and the count."""
+    missing = [im.path for im in images if not os.path.isfile(im.path)]
+    if missing:
+        raise FileNotFoundError(f"{what}: {len(missing)} of {len(images)} image files not found, e.g. "
+                                f"{', '.join(missing[:3])}; check --image-root / --data-dir")
+
+
+def encode_images(model, paths: list[str], opts: EncodeOptions, transform=None) -> torch.Tensor:
+    """L2-normalised fp32 image embeddings (N, D) through ``model.encode_image``, batched."""
+    from tqdm.auto import tqdm
+
+    device, precision = opts.torch_device(), opts.resolved_precision()
+    loader = torch.utils.data.DataLoader(_ImageFiles(paths, transform or image_transform(model)),
+                                         batch_size=opts.batch_size, num_workers=opts.workers,
+                                         pin_memory=device.type == "cuda")
+    out = []
+    with torch.inference_mode(), autocast(device, precision):
+        for pixels in tqdm(loader, desc="images", unit="batch", disable=not opts.progress or None):
+            out.append(model.encode_image(pixels.to(device, non_blocking=True)).float().cpu())
+    return torch.cat(out)
+
+
+def encode_texts(model, texts: list[str], opts: EncodeOptions, *, pooled: bool = False,
+                 desc: str = "texts") -> dict[str, torch.Tensor]:
+    """``{"embeds"}`` (what ``model.encode_text`` gives) and with ``pooled`` also ``{"pooled"}``.
+
+    ``pooled`` is the text tower's output before the projection, L2-normalised (the text probe). Both
+    come from one tower forward: ``embeds = normalize(text_projection(pooled_raw))``, which is exactly
+    ``model.encode_text``.
+    """
+    from tqdm.auto import tqdm
+
+    device, precision = opts.torch_device(), opts.resolved_precision()
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths -> less padding
+    embeds, tower = [None] * len(texts), [None] * len(texts)
+    starts = range(0, len(order), opts.text_batch_size)
+    with torch.inference_mode(), autocast(device, precision):
+        for start in tqdm(starts, desc=desc, unit="batch", disable=not opts.progress or None):
+            idx = order[start:start + opts.text_batch_size]
+            tokens = model.text.tokenize([texts[i] for i in idx], device=device)
+            if pooled:
+                raw = model.text(tokens["input_ids"], tokens["attention_mask"])
+                emb = F.normalize(model.text_projection(raw).float(), dim=-1)
+                pool = F.normalize(raw.float(), dim=-1).cpu()
+            else:
+                emb, pool = model.encode_text(tokens["input_ids"], tokens["attention_mask"]), None
+            emb = emb.float().cpu()
+            for j, i in enumerate(idx):
+                embeds[i] = emb[j]
+                if pool is not None:
+                    tower[i] = pool[j]
+    out = {"embeds": torch.stack(embeds)}
+    if pooled:
+        out["pooled"] = torch.stack(tower)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# Retrieval evaluation
+
+
+def sha_lines(lines: list[str]) -> str:
+    return hashlib.sha256("\0".join(lines).encode("utf-8")).hexdigest()
+
+
+def _restrict(captions: Captions, keep: list[int]) -> tuple[Captions, list[int]]:
+    """Captions of the kept images only, re-indexed; also the kept images that have a caption."""
+    position = {old: new for new, old in enumerate(keep)}
+    rows = [(t, position[i]) for t, i in zip(captions.texts, captions.image_index) if i in position]
+    used = sorted({i for _, i in rows})
+    compact = {old: new for new, old in enumerate(used)}
+    return (Captions(captions.lang, [t for t, _ in rows], [compact[i] for _, i in rows], captions.source),
+            [keep[i] for i in used])
+
+
+def _leakage(images: list[EvalImage], train_source: dict | None, progress: bool) -> tuple[list[int] | None, str | None]:
+    """Positions of eval images seen in training, or (None, why not)."""
+    from mlilt.evaluation.leakage import overlapping, training_image_keys
+
+    if not train_source:
+        return None, "no training data recorded (RUN_DIR/config.yaml train_data, or --train-data)"
+    try:
+        keys = training_image_keys(train_source["train_data"], train_source.get("train_format") or "auto",
+                                   train_source.get("image_root"), train_source.get("split") or "train",
+                                   progress=progress)
+    except (OSError, ValueError) as err:
+        return None, f"could not read the training data {train_source['train_data']}: {err}"
+    return overlapping(images, keys), None
+
+
+def _say(message: str, quiet: bool = False) -> None:
+    if not quiet:
+        print(message, file=sys.stderr)
+
+
+def evaluate_retrieval(loaded: LoadedModel, eval_set: EvalSet, protocol: str | None = None,
+                       langs: list[str] | None = None, *, opts: EncodeOptions | None = None,
+                       probe: bool = True, exclude_overlap: bool = False,
+                       train_source: dict | None = None, quiet: bool = False) -> dict:
+    """Recall@1/5/10 per language (and the text probe) of a model on a set's protocol, as a result dict."""
+    from mlilt import __version__
+
+    opts = opts or EncodeOptions()
+    protocol = eval_set.check_protocol(protocol)
+    langs = eval_set.select_languages(langs)
+    # Read (and check) every caption file before the expensive image pass.
+    captions = {lang: eval_set.captions(lang, protocol) for lang in langs}
+    notes = list(loaded.notes)
+    if probe and not eval_set.parallel:
+        probe = False
+        notes.append("text probe skipped: the set's captions are not parallel across languages")
+    elif probe and PROBE_LANG not in eval_set.languages():
+        probe = False
+        notes.append(f"text probe skipped: the set has no {PROBE_LANG!r} captions to pair with")
+    if probe and PROBE_LANG not in captions:
+        captions[PROBE_LANG] = eval_set.captions(PROBE_LANG, protocol)
+    images = eval_set.images(protocol)
+
+    overlap, why = _leakage(images, train_source, opts.progress and not quiet)
+    if overlap is None:
+        if exclude_overlap:
+            raise ValueError(f"--exclude-overlap: {why}")
+        notes.append(f"leakage not checked: {why}")
+    elif overlap:
+        _say(f"warning: {len(overlap)} of {len(images)} {eval_set.name}/{protocol} images occur in the training "
+             f"data ({train_source['train_data']})" + ("; excluded" if exclude_overlap
+                                                      else "; --exclude-overlap drops them"), quiet)
+    keep = list(range(len(images)))
+    if exclude_overlap and overlap:
+        dropped = set(overlap)
+        keep = [i for i in keep if i not in dropped]
+        if not keep:
+            raise ValueError(f"--exclude-overlap: every {eval_set.name}/{protocol} image occurs in the training data")
+    kept_images = [images[i] for i in keep]
+    check_image_files(kept_images, f"{eval_set.name}/{protocol}")
+
+    model = loaded.model.eval().to(opts.torch_device())
+    cache = EmbeddingCache(enabled=opts.cache)
+    precision = opts.resolved_precision()
+    transform = image_transform(model)
+    start = time.perf_counter()
+    image_parts = {"kind": "images", "model": loaded.identity, "set": eval_set.name, "protocol": protocol,
+                   "excluded": sorted(images[i].name for i in overlap) if exclude_overlap and overlap else [],
+                   "files": sha_lines([im.path for im in kept_images]), "transform": repr(transform),
+                   "precision": precision}
+    image_embeds, image_cache = cache.get_or_compute(
+        image_parts, lambda: {"embeds": encode_images(model, [im.path for im in kept_images], opts, transform)})
+    image_embeds = image_embeds["embeds"]
+    image_seconds = time.perf_counter() - start
+
+    text_seconds, text_cache, texts, results, counts = 0.0, {}, {}, {}, {}
+    for lang, caps in captions.items():
+        caps, used = _restrict(caps, keep)
+        if not caps.texts:
+            raise ValueError(f"{eval_set.name}/{protocol}: no {lang} captions left after excluding overlap")
+        start = time.perf_counter()
+        parts = {"kind": "texts", "model": loaded.identity, "texts": sha_lines(caps.texts), "precision": precision}
+        texts[lang], text_cache[lang] = cache.get_or_compute(
+            parts, lambda: encode_texts(model, caps.texts, opts, pooled=True, desc=f"captions {lang}"))
+        text_seconds += time.perf_counter() - start
+        if lang in langs:
+            position = {old: new for new, old in enumerate(keep)}
+            rows = torch.tensor([position[i] for i in used])
+            results[lang] = retrieval_recall(image_embeds[rows], texts[lang]["embeds"], caps.image_index,
+                                             chunk_size=opts.chunk_size)
+            counts[lang] = {"images": len(used), "captions": len(caps.texts)}
+
+    text_probe = None
+    if probe:
+        english = texts[PROBE_LANG]["pooled"]
+        aligned = torch.arange(len(english))
+        text_probe = {}
+        for lang in langs:
+            if lang == PROBE_LANG:
+                continue
+            r = retrieval_recall(english, texts[lang]["pooled"], aligned, ks=(1,), chunk_size=opts.chunk_size)
+            text_probe[lang] = {"en->x@1": r["TR@1"], "x->en@1": r["IR@1"]}
+
+    return {
+        "mlilt_version": __version__, "task": "retrieval",
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "run": loaded.run, "model_key": cache_key(loaded.identity), "eval_set": eval_set.name,
+        "eval_set_info": eval_set.describe(), "protocol": protocol,
+        "num_images": len(kept_images),
+        "leakage": {"overlap": None if overlap is None else len(overlap), "excluded": bool(exclude_overlap and overlap),
+                    "excluded_count": len(overlap) if exclude_overlap and overlap else 0,
+                    "train_data": (train_source or {}).get("train_data")},
+        "results": results, "counts": counts,
+        **({"text_probe": text_probe, "text_probe_info": "text tower pooled output before the projection, "
+            "L2-normalised; each English caption against the same captions in language x, Recall@1"}
+           if text_probe is not None else {}),
+        "timings": {"image_encoding_s": round(image_seconds, 3), "text_encoding_s": round(text_seconds, 3)},
+        "cache": {"images": image_cache, "texts": text_cache},
+        "settings": {"device": str(opts.torch_device()), "precision": precision, "batch_size": opts.batch_size,
+                     "text_batch_size": opts.text_batch_size, "tie_rule": "pessimistic"},
+        "notes": notes,
+    }
+
+
+def default_result_path(loaded: LoadedModel, name: str) -> Path:
+    """RUN_DIR/eval/<name>.json for a run; ./eval/<preset>_<name>.json for an untrained preset."""
+    if loaded.run_dir is not None:
+        return loaded.run_dir / RESULT_DIR / f"{name}.json"
+    return Path(RESULT_DIR) / f"{loaded.run['strategy']}_{name}.json"
+
+
+def merge_previous(result: dict, path: str | os.PathLike) -> dict:
+    """Keep the languages of an earlier result at ``path`` that this run did not score.
+
+    Only when it scored the same model (``model_key``) on the same images with the same exclusion;
+    otherwise the new result replaces it. So ``--langs sw`` adds a row instead of dropping the others.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return result
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return result
+    same = all(old.get(k) == result.get(k) for k in ("task", "model_key", "eval_set", "protocol", "num_images")) \
+        and (old.get("leakage") or {}).get("excluded") == (result.get("leakage") or {}).get("excluded")
+    kept = [lang for lang in old.get("results", {}) if lang not in result["results"]] if same else []
+    if not kept:
+        return result
+    merged = dict(result)
+    for part in ("results", "counts", "text_probe"):
+        if part in old or part in result:
+            merged[part] = {**{k: v for k, v in (old.get(part) or {}).items() if k in kept},
+                            **(result.get(part) or {})}
+    merged["notes"] = list(result.get("notes", [])) + [
+        f"kept from the earlier result ({old.get('created')}): {', '.join(kept)}"]
+    return merged
+
+
+def write_result(result: dict, path: str | os.PathLike) -> Path:
+    """Write a result dict as indented JSON (atomically)."""
+    from mlilt.model import atomic_write
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(result, indent=2, ensure_ascii=False) + "\n"
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)  # a result is meant to be shared; the temporary file was private (0600)
+    return path
+
+
+def format_table(result: dict) -> str:
+    """A compact text table of a retrieval result: one row per language."""
+    run = result["run"]
+    head = (f"{result['eval_set']} / {result['protocol']}: {result['num_images']} images   "
+            f"model: {run.get('name')} ({run.get('strategy')}, {run.get('percent_trainable', 0):.2f}% trained)")
+    leak = result.get("leakage") or {}
+    if leak.get("overlap") is not None:
+        head += f"\ntraining overlap: {leak['overlap']} images" + (" (excluded)" if leak.get("excluded") else "")
+    probe = result.get("text_probe") or {}
+    columns = ["TR@1", "TR@5", "TR@10", "IR@1", "IR@5", "IR@10", "mean"]
+    lines = [head, f"{'lang':<6}" + "".join(f"{c:>7}" for c in columns) + ("   en->x@1 x->en@1" if probe else "")]
+    for lang, scores in result["results"].items():
+        row = f"{lang:<6}" + "".join(f"{scores[c]:>7.1f}" for c in columns)
+        if probe:
+            p = probe.get(lang)
+            row += f"   {p['en->x@1']:>7.1f} {p['x->en@1']:>7.1f}" if p else f"   {'-':>7} {'-':>7}"
+        lines.append(row)
+    if len(result["results"]) > 1:
+        avg = {c: sum(s[c] for s in result["results"].values()) / len(result["results"]) for c in columns}
+        lines.append(f"{'avg':<6}" + "".join(f"{avg[c]:>7.1f}" for c in columns))
+    t = result.get("timings") or {}
+    lines.append(f"image encoding {t.get('image_encoding_s', 0):.1f} s ({result.get('cache', {}).get('images')}), "
+                 f"text encoding {t.get('text_encoding_s', 0):.1f} s")
+    lines += [f"note: {n}" for n in result.get("notes", [])]
+    return "\n".join(lines)
