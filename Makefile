@@ -1,8 +1,5 @@
 # The README's two commands: `make demo` (the main job) and `make test` (the test suite).
 PYTHON ?= python3
-PARAMS_ARGS = --text recipes/configs/architectures/bert-base-uncased.json \
-              --vision deit_base_patch16_224 --img-size 256 --embed-dim 256 --no-pretrained
-
 # Debian packages emoji-XTD is built from (Noto Color Emoji, CLDR annotations; raqm/fribidi for Pillow's layout).
 SYSTEM_PACKAGES = fonts-noto-color-emoji unicode-cldr-core libraqm0
 
@@ -15,8 +12,8 @@ system-deps:
 install:
 	$(PYTHON) -m pip install -q -e '.[dev]'
 
-demo: install
-	$(PYTHON) -m mlilt.cli params $(PARAMS_ARGS)
+demo: system-deps install
+	$(PYTHON) recipes/emoji_xtd_pipeline.py
 
 test: system-deps install
 	$(PYTHON) -m pytest -q

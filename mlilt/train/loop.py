@@ -1,0 +1,359 @@
+"""The training loop: contrastive alignment of the two towers with Accelerate (LilT §3, eq. 1).
+
+Accelerate places the model, wraps it for DDP (FSDP and DeepSpeed are refused for now), autocasts
+the towers (``mixed_precision``; frozen Linear/Conv weights are then stored in that dtype) and saves
+the optimizer/scheduler/RNG state. The loss stays fp32 and is computed over the global batch of all
+processes (``mlilt.train.loss``). Only trainable parameters reach the optimizer (AdamW); weight
+decay applies to those with ``ndim >= 2`` (not biases, norms or the temperature). The learning rate
+warms up linearly, then follows a cosine to ``min_lr``. Data order and augmentation are functions of
+(seed, step) (``mlilt.train.batches``), so ``resume`` continues bit for bit on the same hardware and
+number of processes. Metrics go to ``RUN_DIR/metrics.jsonl`` (and TensorBoard when installed);
+unreadable images are skipped and counted (``skipped_images``).
+
+    >>> from mlilt.train import TrainConfig, train
+    >>> config = TrainConfig(train_data="pairs.jsonl", run_dir="runs/demo", batch_size=64, epochs=1)
+    >>> run_dir = train(config)             # RUN_DIR/config.yaml, metrics.jsonl, checkpoints/, model/
+    >>> model = mlilt.load(run_dir)
+
+Launch on several processes with ``accelerate launch recipes/align_english.py --config ...``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from mlilt.model import FINAL_MODEL_DIR, DualEncoder, build_model
+from mlilt.train import checkpoint
+from mlilt.train.batches import batch_loader, mixed_seed
+from mlilt.train.config import RUN_CONFIG_NAME, TrainConfig, save_yaml
+from mlilt.train.loss import contrastive_loss
+from mlilt.train.tracking import JsonlTracker, truncate_metrics
+
+logger = logging.getLogger(__name__)
+
+
+class ContrastiveModel(nn.Module):
+    """The dual encoder behind one ``forward`` that DDP can wrap: embeddings of both sides and the scale."""
+
+    def __init__(self, model: DualEncoder):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixels: torch.Tensor, input_ids: torch.Tensor,
+                attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return (self.model.encode_image(pixels), self.model.encode_text(input_ids, attention_mask),
+                self.model.logit_scale())
+
+
+# ---- optimisation -------------------------------------------------------------------------------
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Trainable parameters only: matrices with weight decay; biases, norms, temperature (ndim < 2) without."""
+    decay, no_decay = [], []
+    for _, p in model.named_parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)
+    if not decay and not no_decay:
+        raise ValueError("the model has no trainable parameters (strategy 'frozen'?); nothing to train")
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+    """AdamW on the trainable parameters (LilT: lr 1e-4, weight decay 0.02)."""
+    return torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.lr,
+                             betas=(config.adam_beta1, config.adam_beta2), eps=config.adam_eps)
+
+
+@dataclass
+class WarmupCosine:
+    """Learning-rate multiplier: linear from warmup_lr to lr over ``warmup`` steps, then cosine to min_lr."""
+
+    lr: float
+    min_lr: float
+    warmup_lr: float
+    warmup: int
+    total: int
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            value = self.warmup_lr + (self.lr - self.warmup_lr) * step / self.warmup
+        else:
+            span = max(1, self.total - self.warmup)
+            progress = min(1.0, (step - self.warmup) / span)
+            value = self.min_lr + (self.lr - self.min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
+        return value / self.lr if self.lr else 0.0
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int):
+    """LambdaLR over optimizer steps; its state (a step count) is checkpointed."""
+    schedule = WarmupCosine(config.lr, config.min_lr, min(config.warmup_lr, config.lr),
+                            min(config.warmup_steps, total_steps), total_steps)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+
+def cast_frozen_matmul_weights(model: nn.Module, dtype: torch.dtype) -> int:
+    """Store frozen Linear/Conv weights and biases in ``dtype``; returns how many parameters were cast.
+
+    Under autocast to ``dtype`` these layers compute with a ``dtype`` copy of their weights anyway, so
+    the results are identical; a frozen weight needs no fp32 master copy, and this halves its memory
+    and saves the cast at every step. Trainable parameters stay fp32 (the optimizer updates them).
+    """
+    cast = 0
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            for p in module.parameters(recurse=False):
+                if not p.requires_grad and p.dtype != dtype:
+                    p.data = p.data.to(dtype)
+                    cast += p.numel()
+    return cast
+
+
+def enable_gradient_checkpointing(model: DualEncoder) -> list[str]:
+    """Turn on activation recomputation in each tower that supports it; returns the towers that do."""
+    done = []
+    for name, tower in (("text", model.text), ("vision", model.vision)):
+        inner = tower.model
+        # Non-reentrant: frozen layers have inputs without grad, which the reentrant variant mishandles.
+        if hasattr(inner, "activation_checkpointing_enable"):     # transformers >= 5
+            inner.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            done.append(name)
+        elif hasattr(inner, "gradient_checkpointing_enable"):     # transformers 4
+            inner.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            done.append(name)
+        elif hasattr(inner, "set_grad_checkpointing"):            # timm
+            try:
+                inner.set_grad_checkpointing(True)
+                done.append(name)
+            except (AssertionError, NotImplementedError):
+                logger.warning("vision tower %s does not support gradient checkpointing", tower.name)
+    return done
+
+
+# ---- one optimizer step -------------------------------------------------------------------------
+
+@dataclass
+class Training:
+    """The prepared objects of a run (or of a benchmark)."""
+
+    accelerator: object
+    model: nn.Module           # ContrastiveModel, wrapped by Accelerate (DDP ...)
+    dual: DualEncoder          # the same parameters, unwrapped
+    optimizer: object
+    scheduler: object
+    params: list[nn.Parameter]
+    config: TrainConfig
+
+
+def prepare_training(accelerator, model: DualEncoder, config: TrainConfig, total_steps: int) -> Training:
+    """Optimizer and schedule on the trainable parameters; model and optimizer through ``accelerator.prepare``."""
+    if config.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
+    if config.cast_frozen_weights and config.mixed_precision in ("bf16", "fp16"):
+        cast_frozen_matmul_weights(model, torch.bfloat16 if config.mixed_precision == "bf16" else torch.float16)
+    model.train()
+    optimizer = build_optimizer(model, config)
+    scheduler = build_scheduler(optimizer, config, total_steps)
+    wrapped, optimizer = accelerator.prepare(ContrastiveModel(model), optimizer)
+    # The scheduler is stepped by hand once per optimizer step (Accelerate would step it once per
+    # process); registering it puts its state into save_state.
+    accelerator.register_for_checkpointing(scheduler)
+    params = [p for p in model.parameters() if p.requires_grad]
+    return Training(accelerator, wrapped, model, optimizer, scheduler, params, config)
+
+
+def _agree_present(accelerator, micro_batches: list[dict | None]) -> list[bool]:
+    """Which micro-batches every process has (a batch whose images were all unreadable is None)."""
+    present = torch.tensor([b is not None for b in micro_batches], dtype=torch.int32, device=accelerator.device)
+    if accelerator.num_processes > 1:
+        torch.distributed.all_reduce(present, op=torch.distributed.ReduceOp.MIN)
+    return present.bool().tolist()
+
+
+def training_step(t: Training, micro_batches: list[dict | None], *, want_grad_norm: bool = False) -> dict:
+    """Forward, backward and one optimizer step over ``micro_batches`` (gradient accumulation).
+
+    Returns ``loss`` (mean over micro-batches, this process), ``lr`` used, ``grad_norm`` (if clipped or
+    asked for) and ``used`` (micro-batches every process had).
+    """
+    acc, cfg = t.accelerator, t.config
+    present = _agree_present(acc, micro_batches)
+    batches = [b for b, ok in zip(micro_batches, present) if ok]
+    lr = t.optimizer.param_groups[0]["lr"]
+    losses = []
+    for i, batch in enumerate(batches):
+        last = i == len(batches) - 1
+        # Gradients are all-reduced once, on the last micro-batch.
+        with contextlib.nullcontext() if last else acc.no_sync(t.model):
+            image, text, scale = t.model(batch["pixels"].to(acc.device), batch["input_ids"].to(acc.device),
+                                         batch["attention_mask"].to(acc.device))
+            loss = contrastive_loss(image, text, scale, local_loss=cfg.local_loss)
+            acc.backward(loss / len(batches))
+        losses.append(loss.detach())
+    grad_norm = None
+    if batches:
+        if cfg.max_grad_norm is not None or want_grad_norm:
+            grad_norm = acc.clip_grad_norm_(t.params, cfg.max_grad_norm if cfg.max_grad_norm is not None
+                                            else float("inf"))
+        t.optimizer.step()
+    t.scheduler.step()
+    t.optimizer.zero_grad(set_to_none=True)
+    loss = torch.stack(losses).mean() if losses else torch.tensor(float("nan"), device=acc.device)
+    return {"loss": loss, "lr": lr, "grad_norm": grad_norm, "used": len(batches)}
+
+
+# ---- the run ------------------------------------------------------------------------------------
+
+def _trackers(config: TrainConfig) -> list:
+    trackers: list = [JsonlTracker(config.run_dir)]
+    if config.tensorboard:
+        from accelerate.utils import is_tensorboard_available
+
+        if is_tensorboard_available():
+            trackers.append("tensorboard")
+    return trackers
+
+
+def _load_pairs(config: TrainConfig):
+    from mlilt.data.pairs import load_pairs
+
+    pairs = load_pairs(config.train_data, format=config.train_format, image_root=config.image_root,
+                       split=config.train_split, decode=False)
+    if not hasattr(pairs, "__len__"):
+        raise ValueError(f"train_data {config.train_data}: a streamed dataset (webdataset) cannot be trained on yet; "
+                         "the trainer needs random access for its resumable order (use a manifest, parquet or hf_disk)")
+    if len(pairs) < config.batch_size:
+        raise ValueError(f"train_data {config.train_data}: {len(pairs)} pairs, fewer than one global batch "
+                         f"(batch_size {config.batch_size})")
+    return pairs
+
+
+def _collator(model: DualEncoder, config: TrainConfig):
+    from mlilt.data.images import PairCollator
+    from mlilt.data.transforms import train_transform
+
+    transform = train_transform(model.vision.data_config, config.model.vision.img_size,
+                                randaugment=config.randaugment)
+    return PairCollator(model.text.tokenize, transform)
+
+
+def _seed_everything(seed: int) -> None:
+    from accelerate.utils import set_seed
+
+    set_seed(seed % 2**32)
+
+
+def train(config: TrainConfig) -> Path:
+    """Train per ``config``; returns the run directory (final model in ``RUN_DIR/model``)."""
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+    from tqdm.auto import tqdm
+
+    config.validate()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    run_dir = Path(config.run_dir)
+    accelerator = Accelerator(mixed_precision=config.mixed_precision, log_with=_trackers(config),
+                              project_dir=str(run_dir), step_scheduler_with_optimizer=False,
+                              kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)])
+    rank, world = accelerator.process_index, accelerator.num_processes
+    if accelerator.distributed_type.name in ("FSDP", "DEEPSPEED", "MEGATRON_LM"):
+        raise ValueError(f"accelerate config: {accelerator.distributed_type.name} is not supported yet (checkpoints "
+                         "save the trained part from unsharded parameters); use multi-GPU DDP -- the frozen towers "
+                         "are replicated, and mixed_precision bf16 stores them in bf16")
+    if config.batch_size % (config.grad_accum_steps * world):
+        raise ValueError(f"config field batch_size: {config.batch_size} is not divisible by grad_accum_steps x "
+                         f"processes = {config.grad_accum_steps} x {world}")
+
+    resume_from = None
+    if config.resume:
+        if accelerator.is_main_process:
+            checkpoint.remove_incomplete(run_dir)
+        accelerator.wait_for_everyone()
+        resume_from = checkpoint.latest_checkpoint(run_dir)
+    elif checkpoint.list_checkpoints(run_dir) or (run_dir / FINAL_MODEL_DIR).exists():
+        raise ValueError(f"run_dir {run_dir} already holds a run; pass --resume to continue it "
+                         "or choose another --run_dir")
+
+    pairs = _load_pairs(config)
+    _seed_everything(config.seed)  # the same initialisation on every process
+    model = build_model(config.model)
+    total_steps = config.max_steps or config.epochs * (len(pairs) // config.batch_size)
+    t = prepare_training(accelerator, model, config, total_steps)
+    collate = _collator(model, config)
+
+    step, skipped = 0, 0
+    if resume_from is not None:
+        state = checkpoint.load_checkpoint(accelerator, model, resume_from)  # RNG included
+        if state.get("batch_size", config.batch_size) != config.batch_size:
+            raise ValueError(f"config field batch_size: {config.batch_size}, but {resume_from} was trained with "
+                             f"{state['batch_size']}; the data position of a resumed run depends on it")
+        step, skipped = state["step"], state.get("skipped_images", 0)
+        if accelerator.is_main_process:
+            truncate_metrics(run_dir, step)
+            logger.info("resuming %s from step %d", run_dir, step)
+    else:
+        _seed_everything(mixed_seed(config.seed, 1, rank))  # dropout differs between processes
+    if accelerator.is_main_process:
+        save_yaml(config, run_dir / RUN_CONFIG_NAME)
+    accelerator.init_trackers("tensorboard")  # the name is TensorBoard's folder in RUN_DIR
+
+    steps_per_epoch = len(pairs) // config.batch_size
+    per_process = config.batch_size // (config.grad_accum_steps * world)
+    progress = tqdm(total=total_steps, initial=step, desc="train", unit="step", dynamic_ncols=True,
+                    disable=not accelerator.is_local_main_process)
+    window: list[torch.Tensor] = []
+    window_start = time.perf_counter()
+    while step < total_steps:
+        epoch, first = divmod(step, steps_per_epoch)
+        loader = batch_loader(pairs, collate, seed=config.seed, batch_size=config.batch_size,
+                              accum=config.grad_accum_steps, rank=rank, world=world, epoch=epoch,
+                              start_step=first, num_workers=config.num_workers)
+        batches = iter(loader)
+        for _ in range(first, steps_per_epoch):
+            micro = [next(batches) for _ in range(config.grad_accum_steps)]
+            skipped_here = sum(per_process if b is None else int(b["skipped"]) for b in micro)
+            log_now = (step + 1) % config.log_every == 0 or step + 1 == total_steps
+            out = training_step(t, micro, want_grad_norm=log_now)
+            step += 1
+            window.append(out["loss"])
+            skipped += int(accelerator.reduce(torch.tensor(skipped_here, device=accelerator.device), "sum"))
+            if log_now:
+                loss = accelerator.reduce(torch.stack(window).mean(), "mean")
+                elapsed = time.perf_counter() - window_start
+                values = {"loss": float(loss), "lr": out["lr"], "temperature": float(model.temperature.detach()),
+                          "epoch": step / steps_per_epoch, "skipped_images": skipped,
+                          "step_s": elapsed / len(window),
+                          "pairs_per_s": len(window) * config.batch_size / elapsed}
+                if out["grad_norm"] is not None:
+                    values["grad_norm"] = float(out["grad_norm"])
+                accelerator.log(values, step=step)
+                progress.set_postfix(loss=f"{float(loss):.4f}", lr=f"{out['lr']:.2e}", refresh=False)
+                window, window_start = [], time.perf_counter()
+            progress.update(1)
+            if step % config.save_every == 0 or step == total_steps:
+                state = {"epoch": epoch, "step_in_epoch": step - epoch * steps_per_epoch,
+                         "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
+                         "skipped_images": skipped, "processes": world, "batch_size": config.batch_size}
+                checkpoint.save_checkpoint(accelerator, model, run_dir, step, state, keep=config.keep_checkpoints)
+            if step >= total_steps:
+                break
+        del batches, loader
+    progress.close()
+    if skipped:
+        logger.warning("%d unreadable images were skipped", skipped)
+    checkpoint.save_final_model(accelerator, model, run_dir)
+    # Drop every reference to the wrapped model before the process group goes (gloo aborts otherwise).
+    del t, model, collate
+    accelerator.free_memory()
+    gc.collect()
+    accelerator.end_training()
+    return run_dir

@@ -1,0 +1,133 @@
+"""Checkpoints: a killed run resumes bit for bit; only the trained part is saved, and it is small."""
+
+import json
+import signal
+import subprocess
+import time
+
+import pytest
+import torch
+from helpers_train import REPO, make_colour_pairs, recipe_command, recipe_config, run, subprocess_env, write_yaml
+
+import mlilt
+from mlilt.train import checkpoint
+from mlilt.train.tracking import read_metrics
+
+STEPS = 48  # 32 pairs, 8 per step: 4 steps per epoch, 12 epochs
+KILL_AT = 8
+
+
+def test_killed_run_resumes_to_the_same_state_bit_for_bit(tiny_model_config, tmp_path):
+    from safetensors.torch import load_file
+
+    manifest = make_colour_pairs(tmp_path / "data")
+    # Dropout on (tiny BERT: 0.1), augmentation on, a worker process: RNG, data order and augmentation
+    # must all come back exactly.
+    cfg = write_yaml(tmp_path / "tiny.yaml", recipe_config(tiny_model_config("lilt_lwa"), manifest,
+                                                           max_steps=STEPS, save_every=2, keep_checkpoints=3,
+                                                           num_workers=1))
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    env = subprocess_env()
+    uninterrupted = subprocess.Popen(recipe_command("--config", str(cfg), "--run_dir", str(whole)), cwd=REPO,
+                                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    victim = subprocess.Popen(recipe_command("--config", str(cfg), "--run_dir", str(killed)), cwd=REPO, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    target = killed / "checkpoints" / checkpoint.checkpoint_name(KILL_AT)
+    deadline = time.monotonic() + 180
+    while not target.exists():
+        assert victim.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline, "no checkpoint in time"
+        time.sleep(0.02)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert not (killed / "model").exists(), "the run finished before the kill"
+    done_at_kill = [s for s, _ in checkpoint.list_checkpoints(killed)]
+    assert KILL_AT in done_at_kill and max(done_at_kill) < STEPS
+
+    resumed = run(recipe_command("--config", str(cfg), "--run_dir", str(killed), "--resume"), timeout=240)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert uninterrupted.wait(timeout=240) == 0, uninterrupted.stderr.read()[-3000:]
+
+    a = load_file(str(whole / "model" / "trained.safetensors"))
+    b = load_file(str(killed / "model" / "trained.safetensors"))
+    assert set(a) == set(b) and len(a) > 10
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
+    # Training moved the parameters (the comparison is not vacuous) ...
+    initial = mlilt.build_model(tiny_model_config("lilt_lwa")).trained_state_dict()
+    assert any(not torch.equal(initial[k], a[k]) for k in a)
+    # ... and the resumed run logged each step once, with the uninterrupted run's losses.
+    whole_log, killed_log = read_metrics(whole), read_metrics(killed)
+    assert [r["step"] for r in killed_log] == list(range(1, STEPS + 1))
+    assert [r["loss"] for r in killed_log] == [r["loss"] for r in whole_log]
+    # Only the last 3 checkpoints stay, no temporaries, and mlilt.load reads the run.
+    assert [s for s, _ in checkpoint.list_checkpoints(killed)] == [STEPS - 4, STEPS - 2, STEPS]
+    assert not list(killed.rglob(".tmp-*"))
+    assert mlilt.load(killed).strategy.name == "lilt_lwa"
+
+
+def test_a_run_directory_is_not_overwritten_without_resume(tiny_model_config, tmp_path):
+    from mlilt.train import parse_args, train
+
+    manifest = make_colour_pairs(tmp_path / "data", n=8)
+    cfg = write_yaml(tmp_path / "tiny.yaml", recipe_config(tiny_model_config("lilt_lwa"), manifest, max_steps=1))
+    args = ["--config", str(cfg), "--run_dir", str(tmp_path / "run")]
+    run_dir = train(parse_args(args))  # in this process: one step
+    state = json.loads((run_dir / "checkpoints" / "step_00000001" / "trainer_state.json").read_text())
+    assert state["step"] == 1
+    files = {p.name for p in (run_dir / "checkpoints" / "step_00000001" / "state").iterdir()}
+    assert "optimizer.bin" in files and not any(name.startswith(("model", "pytorch_model")) for name in files)
+    with pytest.raises(ValueError, match="--resume"):
+        train(parse_args(args))
+
+
+def test_data_order_depends_on_seed_and_step_only():
+    from mlilt.train.batches import StepOrder
+
+    def steps(world, accum, start=0, seed=0, epoch=1):
+        """Pairs of each optimizer step, over all processes and micro-batches."""
+        per_rank = [list(StepOrder(50, seed=seed, epoch=epoch, batch_size=8, accum=accum, rank=r, world=world,
+                                   start_step=start)) for r in range(world)]
+        micro = 8 // (accum * world)
+        out = []
+        for step in range(len(per_rank[0]) // (micro * accum)):
+            pairs = []
+            for m in range(accum):
+                for r in range(world):
+                    begin = (step * accum + m) * micro
+                    pairs += per_rank[r][begin:begin + micro]
+            out.append(pairs)
+        return out
+
+    single = steps(1, 1)
+    assert len(single) == 6 and len({i for step in single for i in step}) == 48  # 50 pairs: 6 whole steps
+    assert steps(2, 2) == single and steps(4, 1) == single and steps(2, 1) == single
+    assert steps(2, 2, start=4) == single[4:]                                    # resuming at step 4
+    assert steps(1, 1, seed=1) != single and steps(1, 1, epoch=2) != single
+
+
+# ---- size of the saved trained state ------------------------------------------------------------
+
+
+def test_safetensors_size_is_predicted_exactly_on_a_real_file(tiny_model_config, tmp_path):
+    model = mlilt.build_model(tiny_model_config("lilt_lwa"))
+    model.save_trained(tmp_path)
+    assert (tmp_path / "trained.safetensors").stat().st_size == checkpoint.trained_state_nbytes(model)
+
+
+@pytest.mark.parametrize("strategy, limit_mb", [("lilt_lwa", 60), ("clip", None)])
+def test_paper_model_trained_state_is_small(strategy, limit_mb):
+    """mBERT-base + DeiT-B at 256 px, built on the meta device: bytes from shapes and dtypes."""
+    config = mlilt.ModelConfig(
+        text=mlilt.TextTowerConfig(str(REPO / "recipes/configs/architectures/bert-base-multilingual-cased.json"),
+                                   pretrained=False),
+        vision=mlilt.VisionTowerConfig("deit_base_patch16_224", pretrained=False, img_size=256),
+        strategy=strategy)
+    with torch.device("meta"):
+        model = mlilt.build_model(config)
+    size_mb = checkpoint.trained_state_nbytes(model) / 1e6
+    if limit_mb:
+        assert size_mb <= limit_mb, size_mb
+        assert 14.6e6 < mlilt.count(model)["trainable"] < 14.8e6  # Table 3: 14.67 M
+    else:
+        assert size_mb > 1000  # the whole model: ~1 GB in fp32
