@@ -580,6 +580,9 @@ def plot_table(report: Report, table: Table, path: Path) -> None:
     runs = list(table.mean.index)
     width = 0.8 / len(runs)
     colours = [f"C{i % 10}" for i in range(len(runs))]
+    # One y-range for every panel, fitted to the data, so that languages compare by eye.
+    highest = np.nanmax((table.mean + table.std.fillna(0)).to_numpy(dtype=float), initial=0.0)
+    top = min(100.0, max(1.0, 1.15 * float(highest)))
     for ax, group in zip(axes, groups):
         for i, run in enumerate(runs):
             means = [table.mean.at[run, (group, k)] for k in keys]
@@ -594,7 +597,7 @@ def plot_table(report: Report, table: Table, path: Path) -> None:
                 ax.errorbar(xs, ms, yerr=ss, fmt="none", ecolor="black", capsize=2, linewidth=1)
         ax.set_title(group)
         ax.set_xticks(np.arange(len(keys)), keys)
-        ax.set_ylim(0, 100)
+        ax.set_ylim(0, top)
         ax.grid(axis="y", alpha=0.3)
     for ax in axes[len(groups):]:
         ax.set_visible(False)

@@ -57,7 +57,8 @@ def main(argv=None) -> int:
     stage("emoji-XTD")
     print(build_emoji_xtd(), file=sys.stderr)
 
-    from mlilt.evaluation.harness import evaluate_retrieval, format_table, load_for_eval, write_result
+    from mlilt.evaluation.harness import (evaluate_retrieval, format_table, load_for_eval, load_preset,
+                                          write_result)
     from mlilt.evaluation.sets import load_eval_set
     from mlilt.report import build_report, load_results, write_report
     from mlilt.train.config import parse_args as parse_train_args
@@ -81,6 +82,15 @@ def main(argv=None) -> int:
             result = evaluate_retrieval(load_for_eval(run_dir), eval_set, PROTOCOL)
             results.append(write_result(result, run_dir / "eval" / f"{EVAL_SET}_{PROTOCOL}.json"))
             print(format_table(result))
+
+    # The base encoders with nothing trained: its image-text recall is chance (random projections), but
+    # its text probe is the multilingual knowledge the trained runs started from.
+    stage("base models, untrained (reference for the text probe)")
+    base = load_preset("frozen", "zoo:multilingual-e5-small", "tf_efficientnet_lite0",
+                       vision_weights="zoo:tf_efficientnet_lite0", img_size=64, max_length=24)
+    result = evaluate_retrieval(base, eval_set, PROTOCOL)
+    results.append(write_result(result, Path(args.runs_dir) / "frozen-base" / "eval" / f"{EVAL_SET}_{PROTOCOL}.json"))
+    print(format_table(result))
 
     stage(f"report -> {args.out}.{{md,csv,tex,png}}")
     report = build_report(load_results(results), baseline=BASELINE if BASELINE in args.strategies else None)

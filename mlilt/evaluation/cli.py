@@ -120,7 +120,6 @@ def _load(args):
 
 def run_eval(args) -> int:
     from mlilt.evaluation import harness, zeroshot
-    from mlilt.evaluation.leakage import training_source
     from mlilt.evaluation.sets import load_eval_set
 
     opts = harness.EncodeOptions(device=args.device, precision=args.precision, batch_size=args.batch_size,
@@ -146,8 +145,6 @@ def run_eval(args) -> int:
         if args.train_data:
             source = {"train_data": args.train_data, "train_format": args.train_format,
                       "image_root": args.train_image_root, "split": "train"}
-        elif loaded.run_dir is not None:
-            source = training_source(loaded.run_dir)
         result = harness.evaluate_retrieval(loaded, eval_set, args.protocol, _langs(args.langs), opts=opts,
                                             probe=args.probe, exclude_overlap=args.exclude_overlap,
                                             train_source=source, quiet=args.quiet)

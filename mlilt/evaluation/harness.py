@@ -107,6 +107,7 @@ class LoadedModel:
     run: dict
     run_dir: Path | None = None
     notes: list[str] = field(default_factory=list)
+    train_source: dict | None = None  # what the run was trained on (its config.yaml), for the leakage check
 
 
 def sha256_file(path: str | os.PathLike, block: int = 1 << 20) -> str:
@@ -158,7 +159,7 @@ def load_for_eval(path: str | os.PathLike) -> LoadedModel:
            "checkpoint": os.path.relpath(model_dir.resolve(), run_dir.resolve()),
            **_model_facts(model, cfg), "seed": config.get("seed"),
            "train_data": source["train_data"] if source else None}
-    return LoadedModel(model, identity, run, run_dir=run_dir)
+    return LoadedModel(model, identity, run, run_dir=run_dir, train_source=source)
 
 
 def load_preset(preset: str, text: str, vision: str, *, img_size: int | None = None,
@@ -352,10 +353,15 @@ def evaluate_retrieval(loaded: LoadedModel, eval_set: EvalSet, protocol: str | N
                        langs: list[str] | None = None, *, opts: EncodeOptions | None = None,
                        probe: bool = True, exclude_overlap: bool = False,
                        train_source: dict | None = None, quiet: bool = False) -> dict:
-    """Recall@1/5/10 per language (and the text probe) of a model on a set's protocol, as a result dict."""
+    """Recall@1/5/10 per language (and the text probe) of a model on a set's protocol, as a result dict.
+
+    ``train_source`` (``{"train_data", "train_format", "image_root", "split"}``) defaults to what the
+    run recorded it was trained on; the leakage check reads it.
+    """
     from mlilt import __version__
 
     opts = opts or EncodeOptions()
+    train_source = train_source or loaded.train_source
     protocol = eval_set.check_protocol(protocol)
     langs = eval_set.select_languages(langs)
     # Read (and check) every caption file before the expensive image pass.
