@@ -76,3 +76,15 @@ def tiny_model_config(tiny_towers):
                            embed_dim=16, strategy=strategy, **overrides)
 
     return make
+
+
+def mlilt_eval(*argv) -> int:
+    """``mlilt eval ARGV`` in-process, letting its errors raise (the CLI's main would print them)."""
+    import argparse
+
+    from mlilt.evaluation.cli import add_eval_parser
+
+    parser = argparse.ArgumentParser(prog="mlilt")
+    add_eval_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["eval", *map(str, argv)])
+    return args.func(args)

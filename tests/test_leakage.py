@@ -1,6 +1,5 @@
 """Train/eval leakage: overlap by COCO id or file name, read from a run's config.yaml, and --exclude-overlap."""
 
-import argparse
 import json
 
 import pytest
@@ -8,7 +7,7 @@ import yaml
 from PIL import Image
 
 from mlilt import DualEncoder, build_model
-from mlilt.evaluation.cli import add_eval_parser
+from conftest import mlilt_eval
 from mlilt.evaluation.leakage import overlapping, training_image_keys, training_source
 from mlilt.evaluation.sets import load_eval_set
 
@@ -21,13 +20,6 @@ SPEC = {"name": "mini", "files": {"images": "names.txt", "captions": "caps_{lang
         "image_paths": [{"match": "COCO_train2014_*", "path": "{image_root}/train2014/{name}"},
                         {"match": "COCO_val2014_*", "path": "{image_root}/val2014/{name}"}],
         "protocols": {"all": {"images": "*"}}}
-
-
-def mlilt_eval(*argv) -> int:
-    parser = argparse.ArgumentParser(prog="mlilt")
-    add_eval_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["eval", *map(str, argv)])
-    return args.func(args)
 
 
 @pytest.fixture

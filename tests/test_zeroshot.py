@@ -1,6 +1,5 @@
 """Zero-shot classification on a generated image folder, in several languages."""
 
-import argparse
 import json
 
 import pytest
@@ -9,18 +8,11 @@ import torch.nn.functional as F
 from PIL import Image
 
 from mlilt import DualEncoder, build_model
-from mlilt.evaluation.cli import add_eval_parser
+from conftest import mlilt_eval
 from mlilt.evaluation.sets import EvalSetError
 from mlilt.evaluation.zeroshot import parse_templates, read_classnames, read_imagefolder
 
 COLOURS = {"blue": (0, 0, 255), "green": (0, 200, 0), "red": (230, 0, 0)}  # folder names sort b, g, r
-
-
-def mlilt_eval(*argv) -> int:
-    parser = argparse.ArgumentParser(prog="mlilt")
-    add_eval_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["eval", *map(str, argv)])
-    return args.func(args)
 
 
 @pytest.fixture
