@@ -86,8 +86,9 @@ def main(argv=None) -> int:
     # The base encoders with nothing trained: its image-text recall is chance (random projections), but
     # its text probe is the multilingual knowledge the trained runs started from.
     stage("base models, untrained (reference for the text probe)")
-    base = load_preset("frozen", "zoo:multilingual-e5-small", "tf_efficientnet_lite0",
-                       vision_weights="zoo:tf_efficientnet_lite0", img_size=64, max_length=24)
+    towers = parse_train_args(["--config", str(repo / CONFIGS["lilt_lwa"])]).model
+    base = load_preset("frozen", towers.text.name_or_path, towers.vision.name, vision_weights=towers.vision.weights,
+                       img_size=towers.vision.img_size, max_length=towers.text.max_length, embed_dim=towers.embed_dim)
     result = evaluate_retrieval(base, eval_set, PROTOCOL)
     results.append(write_result(result, Path(args.runs_dir) / "frozen-base" / "eval" / f"{EVAL_SET}_{PROTOCOL}.json"))
     print(format_table(result))
