@@ -348,7 +348,9 @@ def _create_timm_model(cfg: VisionTowerConfig) -> nn.Module:
         if not weights.is_file():
             raise FileNotFoundError(f"vision tower {cfg.name!r}: weights file {weights} does not exist")
         # timm loads the file through the model's own checkpoint filter (position-embedding resize).
-        kwargs["pretrained_cfg_overlay"] = dict(file=str(weights))
+        # Some timm releases mark ViT configs `custom_load` (their JAX .npz reader) and would hand it
+        # our safetensors/.pth file; only an .npz file is meant for it.
+        kwargs["pretrained_cfg_overlay"] = dict(file=str(weights), custom_load=weights.suffix == ".npz")
     if cfg.img_size:
         kwargs["img_size"] = cfg.img_size
     try:
