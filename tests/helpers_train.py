@@ -36,6 +36,30 @@ def make_colour_pairs(directory: Path, n: int = 32) -> Path:
     return manifest
 
 
+def make_colour_shards(directory: Path, shards: int = 3, per_shard: int = 8) -> str:
+    """Webdataset shards of solid-colour JPEGs (KEY.jpg + KEY.txt naming the colour); returns a brace pattern."""
+    import io
+    import tarfile
+
+    from PIL import Image
+
+    directory.mkdir(parents=True, exist_ok=True)
+    for s in range(shards):
+        with tarfile.open(directory / f"shard-{s:03d}.tar", "w") as tar:
+            for k in range(per_shard):
+                i = s * per_shard + k
+                name = list(COLOURS)[i % len(COLOURS)]
+                image = io.BytesIO()
+                Image.new("RGB", (40, 40), tuple(min(255, c + 2 * (i // 3)) for c in COLOURS[name])).save(
+                    image, format="JPEG")
+                for member, payload in ((f"{i:04d}.jpg", image.getvalue()),
+                                        (f"{i:04d}.txt", f"a photo of a {name} car".encode())):
+                    info = tarfile.TarInfo(member)
+                    info.size = len(payload)
+                    tar.addfile(info, io.BytesIO(payload))
+    return str(directory / f"shard-{{000..{shards - 1:03d}}}.tar")
+
+
 def recipe_config(model_config, manifest: Path, **fields) -> dict:
     """A recipe config (as a dict for YAML) on the tiny towers; ``fields`` override training fields."""
     values = {"model": dataclasses.asdict(model_config), "train_data": str(manifest), "train_format": "jsonl",

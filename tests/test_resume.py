@@ -131,3 +131,63 @@ def test_paper_model_trained_state_is_small(strategy, limit_mb):
         assert 14.6e6 < mlilt.count(model)["trainable"] < 14.8e6  # Table 3: 14.67 M
     else:
         assert size_mb > 1000  # the whole model: ~1 GB in fp32
+
+
+# ---- streamed sources (webdataset shards) -------------------------------------------------------
+
+
+def _resume_from(run_dir, step: int) -> dict:
+    """Make ``run_dir`` look killed right after checkpoint ``step``; returns the final state it had."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    final = load_file(str(run_dir / "model" / "trained.safetensors"))
+    shutil.rmtree(run_dir / "model")
+    for s, path in checkpoint.list_checkpoints(run_dir):
+        if s > step:
+            shutil.rmtree(path)
+    return final
+
+
+def _assert_same_state(a: dict, b: dict) -> None:
+    assert set(a) == set(b) and len(a) > 10
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
+
+
+def test_streamed_shards_train_and_resume_at_their_record_bit_for_bit(tiny_model_config, tmp_path):
+    from safetensors.torch import load_file
+
+    from helpers_train import make_colour_shards
+    from mlilt.train import parse_args, train
+
+    # 3 shards x 8 pairs, 8 per step: 3 steps per epoch; 12 steps cross epochs 0-3, the resume point
+    # (step 7) lies inside epoch 2, and two workers decode.
+    shards = make_colour_shards(tmp_path / "shards")
+    cfg = write_yaml(tmp_path / "tiny.yaml", recipe_config(tiny_model_config("lilt_lwa"), shards,
+                                                           train_format="webdataset", max_steps=12, save_every=7,
+                                                           keep_checkpoints=0, num_workers=2, shuffle_buffer=5,
+                                                           lr=2e-3))
+    run_dir = tmp_path / "run"
+    train(parse_args(["--config", str(cfg), "--run_dir", str(run_dir)]))
+    losses = [r["loss"] for r in read_metrics(run_dir)]
+    assert len(losses) == 12 and sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.1, losses
+    state = json.loads((run_dir / "checkpoints" / "step_00000007" / "trainer_state.json").read_text())
+    assert state["streams"] == [{"epoch": 2, "position": 8}]  # 7 steps = 2 epochs of 3 + 1 step
+
+    final = _resume_from(run_dir, 7)
+    train(parse_args(["--config", str(cfg), "--run_dir", str(run_dir), "--resume", "--num_workers", "0"]))
+    _assert_same_state(final, load_file(str(run_dir / "model" / "trained.safetensors")))
+    assert [r["loss"] for r in read_metrics(run_dir)] == losses
+
+
+def test_streamed_shards_need_max_steps(tiny_model_config, tmp_path):
+    from helpers_train import make_colour_shards
+    from mlilt.train import parse_args, train
+
+    shards = make_colour_shards(tmp_path / "shards", shards=1)
+    cfg = write_yaml(tmp_path / "tiny.yaml", recipe_config(tiny_model_config("lilt_lwa"), shards,
+                                                           train_format="webdataset"))
+    with pytest.raises(ValueError, match="config field max_steps: .* streamed"):
+        train(parse_args(["--config", str(cfg), "--run_dir", str(tmp_path / "run")]))

@@ -277,3 +277,36 @@ def test_unreadable_images_are_skipped_counted_and_logged(tiny_model_config, tmp
     assert all(math.isfinite(r["loss"]) for r in records)
     state = json.loads((run_dir / "checkpoints" / "step_00000002" / "trainer_state.json").read_text())
     assert state["skipped_images"] == 2
+
+
+def test_streamed_shards_train_on_two_processes_and_resume(tiny_model_config, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from helpers_train import make_colour_shards
+    from mlilt.train.tracking import read_metrics
+
+    # 4 shards of 8: each process streams 2 shards (16 pairs), 4 per micro-batch -> 4 steps per epoch.
+    shards = make_colour_shards(tmp_path / "shards", shards=4)
+    cfg = write_yaml(tmp_path / "tiny.yaml", recipe_config(tiny_model_config("lilt_lwa"), shards,
+                                                           train_format="webdataset", max_steps=6, save_every=3,
+                                                           keep_checkpoints=0, shuffle_buffer=4))
+    run_dir = tmp_path / "run"
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    for extra in ([], ["--resume"]):
+        proc = run(launch + ["--main_process_port", str(free_port())]
+                   + recipe_command("--config", str(cfg), "--run_dir", str(run_dir), *extra)[1:],
+                   timeout=300, ACCELERATE_USE_CPU="true")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        if not extra:
+            state = json.loads((run_dir / "checkpoints" / "step_00000006" / "trainer_state.json").read_text())
+            assert state["streams"] == [{"epoch": 1, "position": 8}] * 2  # each process: 4 steps, then 2 more
+            whole = load_file(str(run_dir / "model" / "trained.safetensors"))
+            losses = [r["loss"] for r in read_metrics(run_dir)]
+            for path in (run_dir / "model", run_dir / "checkpoints" / "step_00000006"):
+                shutil.rmtree(path)
+    resumed = load_file(str(run_dir / "model" / "trained.safetensors"))
+    assert [k for k in whole if not torch.equal(whole[k], resumed[k])] == []
+    assert [r["loss"] for r in read_metrics(run_dir)] == losses

@@ -62,6 +62,9 @@ class TrainConfig:
     randaugment: bool = field(default=True, metadata={
         "help": "ALBEF's RandomAugment(2, 7) after the crop and flip (the paper's augmentation)."})
     num_workers: int = field(default=4, metadata={"help": "DataLoader worker processes per training process."})
+    shuffle_buffer: int = field(default=10_000, metadata={
+        "help": "Streamed sources (webdataset shards) only: pairs held in the shuffle buffer, on top of the "
+                "shard shuffle (datasets' IterableDataset.shuffle); 0: read the shards in shuffled order only."})
     # ---- run
     run_dir: str = field(default="runs/align_english", metadata={
         "help": "RUN_DIR: config.yaml, metrics.jsonl, checkpoints/, model/."})
@@ -120,6 +123,7 @@ class TrainConfig:
         need(self.batch_size % self.grad_accum_steps == 0, "batch_size", "must be divisible by grad_accum_steps")
         need(self.max_steps is None or self.max_steps >= 1, "max_steps", "must be >= 1 or none")
         need(self.warmup_steps >= 0, "warmup_steps", "must be >= 0")
+        need(self.shuffle_buffer >= 0, "shuffle_buffer", "must be >= 0")
         need(self.keep_checkpoints >= 0, "keep_checkpoints", "must be >= 0")
         need(0 <= self.min_lr <= self.lr, "min_lr", "must be within [0, lr]")
         try:

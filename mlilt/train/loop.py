@@ -7,8 +7,10 @@ processes (``mlilt.train.loss``). Only trainable parameters reach the optimizer 
 decay applies to those with ``ndim >= 2`` (not biases, norms or the temperature). The learning rate
 warms up linearly, then follows a cosine to ``min_lr``. Data order and augmentation are functions of
 (seed, step) (``mlilt.train.batches``), so ``resume`` continues bit for bit on the same hardware and
-number of processes. Metrics go to ``RUN_DIR/metrics.jsonl`` (and TensorBoard when installed);
-unreadable images are skipped and counted (``skipped_images``).
+number of processes; a streamed source (webdataset shards; needs ``max_steps``) is shuffled through
+a buffer and resumes at the record it had reached, bit for bit too. Metrics go to
+``RUN_DIR/metrics.jsonl`` (and TensorBoard when installed); unreadable images are skipped and
+counted (``skipped_images``).
 
     >>> from mlilt.train import TrainConfig, train
     >>> config = TrainConfig(train_data="pairs.jsonl", run_dir="runs/demo", batch_size=64, epochs=1)
@@ -34,7 +36,7 @@ from torch import nn
 
 from mlilt.model import FINAL_MODEL_DIR, DualEncoder, build_model
 from mlilt.train import checkpoint
-from mlilt.train.batches import batch_loader, mixed_seed
+from mlilt.train.batches import IndexedBatches, StreamedBatches, mixed_seed
 from mlilt.train.config import RUN_CONFIG_NAME, TrainConfig, save_yaml
 from mlilt.train.loss import contrastive_loss
 from mlilt.train.tracking import JsonlTracker, truncate_metrics
@@ -228,13 +230,38 @@ def _load_pairs(config: TrainConfig):
 
     pairs = load_pairs(config.train_data, format=config.train_format, image_root=config.image_root,
                        split=config.train_split, decode=False)
-    if not hasattr(pairs, "__len__"):
-        raise ValueError(f"train_data {config.train_data}: a streamed dataset (webdataset) cannot be trained on yet; "
-                         "the trainer needs random access for its resumable order (use a manifest, parquet or hf_disk)")
+    if is_streamed(pairs):
+        if config.max_steps is None:
+            raise ValueError(f"config field max_steps: train_data {config.train_data} is streamed and has no known "
+                             "length, so the run needs max_steps (the schedule spans them)")
+        return pairs
     if len(pairs) < config.batch_size:
         raise ValueError(f"train_data {config.train_data}: {len(pairs)} pairs, fewer than one global batch "
                          f"(batch_size {config.batch_size})")
     return pairs
+
+
+def is_streamed(pairs) -> bool:
+    """A ``datasets.IterableDataset`` (webdataset shards): no length, read in order."""
+    return not hasattr(pairs, "__len__")
+
+
+def _batches(pairs, collate, config: TrainConfig, rank: int, world: int, step: int, saved: dict | None):
+    """The run's micro-batches from optimizer step ``step`` on (``saved``: the checkpoint's trainer state)."""
+    if is_streamed(pairs):
+        state = None
+        if saved is not None:
+            streams = saved.get("streams")
+            if not streams or len(streams) != world:
+                raise ValueError(f"the checkpoint holds the stream positions of {len(streams or [])} processes, this "
+                                 f"run has {world}; a streamed run resumes with the same number of processes")
+            state = streams[rank]
+        return StreamedBatches(pairs, collate, seed=config.seed, accum=config.grad_accum_steps, rank=rank,
+                               world=world, per_process=config.batch_size // (config.grad_accum_steps * world),
+                               num_workers=config.num_workers, shuffle_buffer=config.shuffle_buffer, state=state)
+    return IndexedBatches(pairs, collate, seed=config.seed, batch_size=config.batch_size,
+                          accum=config.grad_accum_steps, rank=rank, world=world, num_workers=config.num_workers,
+                          start_step=step)
 
 
 def _collator(model: DualEncoder, config: TrainConfig):
@@ -290,13 +317,13 @@ def train(config: TrainConfig) -> Path:
     t = prepare_training(accelerator, model, config, total_steps)
     collate = _collator(model, config)
 
-    step, skipped = 0, 0
+    step, skipped, saved = 0, 0, None
     if resume_from is not None:
-        state = checkpoint.load_checkpoint(accelerator, model, resume_from)  # RNG included
-        if state.get("batch_size", config.batch_size) != config.batch_size:
+        saved = checkpoint.load_checkpoint(accelerator, model, resume_from)  # RNG included
+        if saved.get("batch_size", config.batch_size) != config.batch_size:
             raise ValueError(f"config field batch_size: {config.batch_size}, but {resume_from} was trained with "
-                             f"{state['batch_size']}; the data position of a resumed run depends on it")
-        step, skipped = state["step"], state.get("skipped_images", 0)
+                             f"{saved['batch_size']}; the data position of a resumed run depends on it")
+        step, skipped = saved["step"], saved.get("skipped_images", 0)
         if accelerator.is_main_process:
             truncate_metrics(run_dir, step)
             logger.info("resuming %s from step %d", run_dir, step)
@@ -306,47 +333,43 @@ def train(config: TrainConfig) -> Path:
         save_yaml(config, run_dir / RUN_CONFIG_NAME)
     accelerator.init_trackers("tensorboard")  # the name is TensorBoard's folder in RUN_DIR
 
-    steps_per_epoch = len(pairs) // config.batch_size
+    data = _batches(pairs, collate, config, rank, world, step, saved)
     per_process = config.batch_size // (config.grad_accum_steps * world)
     progress = tqdm(total=total_steps, initial=step, desc="train", unit="step", dynamic_ncols=True,
                     disable=not accelerator.is_local_main_process)
     window: list[torch.Tensor] = []
     window_start = time.perf_counter()
     while step < total_steps:
-        epoch, first = divmod(step, steps_per_epoch)
-        loader = batch_loader(pairs, collate, seed=config.seed, batch_size=config.batch_size,
-                              accum=config.grad_accum_steps, rank=rank, world=world, epoch=epoch,
-                              start_step=first, num_workers=config.num_workers)
-        batches = iter(loader)
-        for _ in range(first, steps_per_epoch):
-            micro = [next(batches) for _ in range(config.grad_accum_steps)]
-            skipped_here = sum(per_process if b is None else int(b["skipped"]) for b in micro)
-            log_now = (step + 1) % config.log_every == 0 or step + 1 == total_steps
-            out = training_step(t, micro, want_grad_norm=log_now)
-            step += 1
-            window.append(out["loss"])
-            skipped += int(accelerator.reduce(torch.tensor(skipped_here, device=accelerator.device), "sum"))
-            if log_now:
-                loss = accelerator.reduce(torch.stack(window).mean(), "mean")
-                elapsed = time.perf_counter() - window_start
-                values = {"loss": float(loss), "lr": out["lr"], "temperature": float(model.temperature.detach()),
-                          "epoch": step / steps_per_epoch, "skipped_images": skipped,
-                          "step_s": elapsed / len(window),
-                          "pairs_per_s": len(window) * config.batch_size / elapsed}
-                if out["grad_norm"] is not None:
-                    values["grad_norm"] = float(out["grad_norm"])
-                accelerator.log(values, step=step)
-                progress.set_postfix(loss=f"{float(loss):.4f}", lr=f"{out['lr']:.2e}", refresh=False)
-                window, window_start = [], time.perf_counter()
-            progress.update(1)
-            if step % config.save_every == 0 or step == total_steps:
-                state = {"epoch": epoch, "step_in_epoch": step - epoch * steps_per_epoch,
-                         "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
-                         "skipped_images": skipped, "processes": world, "batch_size": config.batch_size}
-                checkpoint.save_checkpoint(accelerator, model, run_dir, step, state, keep=config.keep_checkpoints)
-            if step >= total_steps:
-                break
-        del batches, loader
+        micro = data.next_step()
+        skipped_here = sum(per_process if b is None else int(b["skipped"]) for b in micro)
+        log_now = (step + 1) % config.log_every == 0 or step + 1 == total_steps
+        out = training_step(t, micro, want_grad_norm=log_now)
+        step += 1
+        window.append(out["loss"])
+        skipped += int(accelerator.reduce(torch.tensor(skipped_here, device=accelerator.device), "sum"))
+        if log_now:
+            loss = accelerator.reduce(torch.stack(window).mean(), "mean")
+            elapsed = time.perf_counter() - window_start
+            values = {"loss": float(loss), "lr": out["lr"], "temperature": float(model.temperature.detach()),
+                      "epoch": data.epoch, "skipped_images": skipped, "step_s": elapsed / len(window),
+                      "pairs_per_s": len(window) * config.batch_size / elapsed}
+            if out["grad_norm"] is not None:
+                values["grad_norm"] = float(out["grad_norm"])
+            accelerator.log(values, step=step)
+            progress.set_postfix(loss=f"{float(loss):.4f}", lr=f"{out['lr']:.2e}", refresh=False)
+            window, window_start = [], time.perf_counter()
+        progress.update(1)
+        if step % config.save_every == 0 or step == total_steps:
+            state = {"total_steps": total_steps, "skipped_images": skipped, "processes": world,
+                     "batch_size": config.batch_size}
+            if isinstance(data, StreamedBatches):
+                from accelerate.utils import gather_object
+
+                state["streams"] = gather_object([data.state()])  # every process's own position, by rank
+            else:
+                state.update(data.state())
+            checkpoint.save_checkpoint(accelerator, model, run_dir, step, state, keep=config.keep_checkpoints)
+    del data
     progress.close()
     if skipped:
         logger.warning("%d unreadable images were skipped", skipped)
