@@ -22,7 +22,7 @@ Two kinds of set:
   Images without a caption in a language are left out of that language's scores.
 
 Set files are looked up in ``$MLILT_EVAL_SETS`` (a ``:``-separated list of folders), then in the
-repository's ``eval_sets/`` folder (editable install) or ``mlilt/eval_sets/`` (a copy in the package).
+repository's ``eval_sets/`` folder (editable install) or ``<prefix>/share/mlilt/eval_sets`` (a wheel's copy).
 A YAML written with a ``layout:`` mapping (as ``emoji-xtd.yaml`` is: ``layout.test_images``,
 ``layout.test_captions``, ``layout.images``, ``protocol``, ``build.default_dir``) is read as a
 line-aligned set too.
@@ -35,6 +35,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,9 +43,9 @@ from mlilt.paths import data_dir as mlilt_data_dir
 from mlilt.paths import mlilt_home
 
 SETS_ENV = "MLILT_EVAL_SETS"
-# The repository's eval_sets/ (an editable install), or a copy shipped inside the package.
+# The repository's eval_sets/ (an editable install), or the copy a wheel installs (pyproject data-files).
 BUNDLED_SETS_DIRS = (Path(__file__).resolve().parents[2] / "eval_sets",
-                     Path(__file__).resolve().parents[1] / "eval_sets")
+                     Path(sys.prefix) / "share" / "mlilt" / "eval_sets")
 MANIFEST_SUFFIXES = (".jsonl",)
 
 # ISO 639-1 / 639-3 codes, optionally with a script or region subtag: en, fil, zh-Hans, pt_BR.
