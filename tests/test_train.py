@@ -310,3 +310,18 @@ def test_streamed_shards_train_on_two_processes_and_resume(tiny_model_config, tm
     resumed = load_file(str(run_dir / "model" / "trained.safetensors"))
     assert [k for k in whole if not torch.equal(whole[k], resumed[k])] == []
     assert [r["loss"] for r in read_metrics(run_dir)] == losses
+
+
+def test_metrics_reach_tensorboard_when_it_is_installed(tiny_model_config, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from mlilt.train import parse_args, train
+
+    manifest = make_colour_pairs(tmp_path / "data", n=8)
+    cfg = write_yaml(tmp_path / "tiny.yaml", recipe_config(tiny_model_config("lilt_lwa"), manifest, max_steps=3))
+    run_dir = train(parse_args(["--config", str(cfg), "--run_dir", str(tmp_path / "run")]))
+    [events] = {p.parent for p in run_dir.rglob("events.out.tfevents.*")}
+    scalars = EventAccumulator(str(events)).Reload()
+    assert [e.step for e in scalars.Scalars("loss")] == [1, 2, 3]
+    assert {"lr", "temperature", "skipped_images"} <= set(scalars.Tags()["scalars"])
