@@ -208,8 +208,9 @@ def print_table(args, rows: list[dict]) -> None:
     print(f"{'strategy':<14}{'step s':>10}{'':>9}{'CPU s':>10}{'':>9}{'peak MB':>10}{'':>9}{'over model MB':>15}"
           f"{'trainable':>14}{'':>9}{'optim. MB':>11}{'':>9}")
     for r in rows:
-        print(f"{r['strategy']:<14}{r['step_s']:>10.2f}{ratio(r['time_vs_clip']):>9}"
-              f"{r['step_cpu_s']:>10.2f}{ratio(r['cpu_vs_clip']):>9}{r['peak_mem_mb']:>10.0f}"
+        # 4 significant digits: a GPU step takes tens of milliseconds, a CPU step minutes.
+        print(f"{r['strategy']:<14}{r['step_s']:>10.4g}{ratio(r['time_vs_clip']):>9}"
+              f"{r['step_cpu_s']:>10.4g}{ratio(r['cpu_vs_clip']):>9}{r['peak_mem_mb']:>10.0f}"
               f"{ratio(r['mem_vs_clip']):>9}{r['mem_over_model_mb']:>15.0f}{r['trainable']:>14,}"
               f"{ratio(r['trainable_vs_clip']):>9}{r['optimizer_state_bytes'] / MIB:>11.1f}"
               f"{ratio(r['optimizer_vs_clip']):>9}")
