@@ -160,15 +160,15 @@ class _StreamedRecordBatches(Sampler):
     and dropped undecoded.
     """
 
-    def __init__(self, stream, *, epoch: int, start: int, per_process: int):
-        self.stream, self.epoch, self.start, self.per_process = stream, epoch, start, per_process
+    def __init__(self, stream, *, epoch: int, rank: int, start: int, per_process: int):
+        self.stream, self.epoch, self.rank, self.start, self.per_process = stream, epoch, rank, start, per_process
 
     def __iter__(self) -> Iterator[list[dict]]:
         batch: list[dict] = []
         for position, record in enumerate(self.stream):
             if position < self.start:
                 continue
-            batch.append(dict(record, key=(self.epoch, position)))
+            batch.append(dict(record, key=(self.epoch, self.rank, position)))  # seeds the augmentation
             if len(batch) == self.per_process:
                 yield batch
                 batch = []
@@ -184,7 +184,7 @@ class _PositionedCollate:
         self.seeded = SeededCollate(collate, seed)
 
     def __call__(self, records: list[dict]) -> StreamedMicroBatch:
-        return StreamedMicroBatch(self.seeded(records), records[-1]["key"][1] + 1)
+        return StreamedMicroBatch(self.seeded(records), records[-1]["key"][-1] + 1)
 
 
 class StreamedBatches:
@@ -205,7 +205,7 @@ class StreamedBatches:
 
     def _open_epoch(self) -> Iterator[StreamedMicroBatch]:
         self.stream.set_epoch(self.epoch)  # datasets reshuffles shards and buffer with (seed + epoch)
-        records = _StreamedRecordBatches(self.stream, epoch=self.epoch, start=self.position,
+        records = _StreamedRecordBatches(self.stream, epoch=self.epoch, rank=self.rank, start=self.position,
                                          per_process=self.per_process)
         # A private generator, as in batch_loader: the global RNG (dropout) must not feel the loader.
         generator = torch.Generator().manual_seed(mixed_seed(self.seed, self.epoch, self.position, self.rank))
