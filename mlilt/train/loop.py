@@ -246,7 +246,8 @@ def is_streamed(pairs) -> bool:
     return not hasattr(pairs, "__len__")
 
 
-def _batches(pairs, collate, config: TrainConfig, rank: int, world: int, step: int, saved: dict | None):
+def _batches(pairs, collate, config: TrainConfig, rank: int, world: int, per_process: int, step: int,
+             saved: dict | None):
     """The run's micro-batches from optimizer step ``step`` on (``saved``: the checkpoint's trainer state)."""
     if is_streamed(pairs):
         state = None
@@ -257,8 +258,8 @@ def _batches(pairs, collate, config: TrainConfig, rank: int, world: int, step: i
                                  f"run has {world}; a streamed run resumes with the same number of processes")
             state = streams[rank]
         return StreamedBatches(pairs, collate, seed=config.seed, accum=config.grad_accum_steps, rank=rank,
-                               world=world, per_process=config.batch_size // (config.grad_accum_steps * world),
-                               num_workers=config.num_workers, shuffle_buffer=config.shuffle_buffer, state=state)
+                               world=world, per_process=per_process, num_workers=config.num_workers,
+                               shuffle_buffer=config.shuffle_buffer, state=state)
     return IndexedBatches(pairs, collate, seed=config.seed, batch_size=config.batch_size,
                           accum=config.grad_accum_steps, rank=rank, world=world, num_workers=config.num_workers,
                           start_step=step)
@@ -282,7 +283,7 @@ def _seed_everything(seed: int) -> None:
 def train(config: TrainConfig) -> Path:
     """Train per ``config``; returns the run directory (final model in ``RUN_DIR/model``)."""
     from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs
+    from accelerate.utils import DistributedDataParallelKwargs, gather_object
     from tqdm.auto import tqdm
 
     config.validate()
@@ -333,8 +334,8 @@ def train(config: TrainConfig) -> Path:
         save_yaml(config, run_dir / RUN_CONFIG_NAME)
     accelerator.init_trackers("tensorboard")  # the name is TensorBoard's folder in RUN_DIR
 
-    data = _batches(pairs, collate, config, rank, world, step, saved)
     per_process = config.batch_size // (config.grad_accum_steps * world)
+    data = _batches(pairs, collate, config, rank, world, per_process, step, saved)
     progress = tqdm(total=total_steps, initial=step, desc="train", unit="step", dynamic_ncols=True,
                     disable=not accelerator.is_local_main_process)
     window: list[torch.Tensor] = []
@@ -363,8 +364,6 @@ def train(config: TrainConfig) -> Path:
             state = {"total_steps": total_steps, "skipped_images": skipped, "processes": world,
                      "batch_size": config.batch_size}
             if isinstance(data, StreamedBatches):
-                from accelerate.utils import gather_object
-
                 state["streams"] = gather_object([data.state()])  # every process's own position, by rank
             else:
                 state.update(data.state())
