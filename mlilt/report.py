@@ -432,16 +432,23 @@ def _sources(report: Report) -> list[list[str]]:
     """One provenance line per result file."""
     rows = []
     for r in report.files:
-        run, leak = r.run, r.data.get("leakage") or {}
+        run, leak, settings = r.run, r.data.get("leakage") or {}, r.data.get("settings") or {}
         rows.append([str(r.path), run["name"], run["strategy"], run["text_model"], run["vision_model"],
                      f"{float(run['percent_trainable']):.2f}", str(run["seed"]), str(run.get("checkpoint", "")),
-                     str(r.data.get("num_images", "")), str(leak.get("overlap", "")), str(r.data["mlilt_version"]),
+                     str(r.data.get("num_images", "")), str(leak.get("overlap", "")),
+                     str(settings.get("precision", "")), _device(settings), str(r.data["mlilt_version"]),
                      str(r.data.get("created", ""))])
     return rows
 
 
+def _device(settings: dict) -> str:
+    """``cpu (AMD EPYC …)``; older result files, without ``device_name``, give the bare device."""
+    device, name = settings.get("device", ""), settings.get("device_name")
+    return f"{device} ({name})" if name else str(device)
+
+
 SOURCE_HEADER = ["file", "run", "strategy", "text model", "vision model", "trainable %", "seed", "checkpoint",
-                 "images", "leakage overlap", "mlilt (eval)", "evaluated"]
+                 "images", "leakage overlap", "precision", "device", "mlilt (eval)", "evaluated"]
 
 
 def _summary_lines(report: Report) -> list[str]:
