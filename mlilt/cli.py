@@ -2,7 +2,7 @@
 
     mlilt eval runs/emoji-xtd/lilt_lwa-s0 --eval-set emoji-xtd        # cross-lingual retrieval
     mlilt eval RUN --eval-set xtd10 --protocol lilt200 --image-root ~/coco2014 --langs ru,tr
-    mlilt report runs/*/eval/emoji-xtd_test.json --baseline clip --out reports/emoji-xtd
+    mlilt report runs/emoji-xtd/*/eval/emoji-xtd_test.json --baseline clip --out reports/local/emoji-xtd
     mlilt data check train.jsonl --image-root images/                   # missing images, empty captions
     mlilt data emoji-xtd | mlilt data xtd10 --from DIR                   # evaluation sets
     mlilt zoo convert all                                                # offline pretrained models
