@@ -65,6 +65,9 @@ def parameter_rows(text: str, vision: str, *, img_size: int | None = None, embed
 
 
 def run_params(args) -> int:
+    from mlilt.towers import check_tower_names
+
+    check_tower_names(args.text, args.vision, text_field="--text", vision_field="--vision")
     rows = parameter_rows(args.text, args.vision, img_size=args.img_size, embed_dim=args.embed_dim,
                           pretrained=not args.no_pretrained, names=args.strategy,
                           text_adapter=args.text_adapter, vision_adapter=args.vision_adapter)
@@ -113,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0
-    except (ValueError, TypeError, FileNotFoundError) as err:
+    except (ValueError, TypeError, OSError) as err:  # OSError: files, and hub ids transformers cannot reach
         print(f"mlilt {args.command}: error: {err}", file=sys.stderr)
         return 2
 
