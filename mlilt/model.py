@@ -51,7 +51,7 @@ class ModelConfig:
     vision_unlock: str | None = field(default=None, metadata={"help": "Override the preset's vision unlock."})
     vision_adapter: str | None = field(default=None, metadata={"help": "Override the preset's vision adapter."})
     projections: bool | None = field(default=None, metadata={"help": "Override whether projections train."})
-    adapter_reduction: int = field(default=4, metadata={"help": "Adapter bottleneck d -> d/r."})
+    adapter_reduction: int = field(default=4, metadata={"help": "Adapter bottleneck d -> d/r (CNN adapters keep at least 8 channels)."})
     adapter_zero_init: bool = field(default=True, metadata={"help": "Zero the adapter up-projection (identity at init)."})
     lora_rank: int = field(default=strategies.LORA_RANK, metadata={"help": "LoRA rank r of adapter=lora (lilt_lora); lora_alpha = r."})
 
