@@ -9,6 +9,7 @@
     mlilt params --text recipes/configs/architectures/bert-base-uncased.json \\
                  --vision deit_base_patch16_224 --img-size 256 --no-pretrained
     mlilt params ... --strategy lilt_lwa --json
+    mlilt params ... --strategy lilt_lora --lora-rank 32
 """
 
 from __future__ import annotations
@@ -31,15 +32,18 @@ def add_params_parser(subparsers) -> None:
     p.add_argument("--no-pretrained", action="store_true", help="Architecture only: build without weights.")
     p.add_argument("--strategy", action="append", default=None,
                    help="Strategy preset (repeatable; default: all). Presets: " + ", ".join(strategies.PRESETS))
-    p.add_argument("--vision-adapter", default=None, help="Override the vision adapter (e.g. deep for CNNs).")
+    p.add_argument("--vision-adapter", default=None, help="Override the vision adapter (e.g. deep).")
     p.add_argument("--text-adapter", default=None, help="Override the text adapter.")
+    p.add_argument("--lora-rank", type=int, default=strategies.LORA_RANK,
+                   help=f"LoRA rank for adapter=lora (default {strategies.LORA_RANK}).")
     p.add_argument("--json", action="store_true", help="Print a JSON list instead of a table.")
     p.set_defaults(func=run_params)
 
 
 def parameter_rows(text: str, vision: str, *, img_size: int | None = None, embed_dim: int = 256,
                    pretrained: bool = False, names: list[str] | None = None,
-                   text_adapter: str | None = None, vision_adapter: str | None = None) -> list[dict]:
+                   text_adapter: str | None = None, vision_adapter: str | None = None,
+                   lora_rank: int = strategies.LORA_RANK) -> list[dict]:
     """One row per strategy: total, trainable, % trainable, per-tower breakdown."""
     import torch
 
@@ -57,7 +61,7 @@ def parameter_rows(text: str, vision: str, *, img_size: int | None = None, embed
         strategy = strategies.resolve(name, text_adapter=text_adapter, vision_adapter=vision_adapter)
         model = copy.deepcopy(base)
         with device:
-            strategies.apply(model, strategy)
+            strategies.apply(model, strategy, lora_rank=lora_rank)
         c = strategies.count(model)
         rows.append({"strategy": name, "total": c["total"], "trainable": c["trainable"],
                      "percent_trainable": round(c["percent_trainable"], 4), "parts": c["parts"]})
@@ -70,7 +74,8 @@ def run_params(args) -> int:
     check_tower_names(args.text, args.vision, text_field="--text", vision_field="--vision")
     rows = parameter_rows(args.text, args.vision, img_size=args.img_size, embed_dim=args.embed_dim,
                           pretrained=not args.no_pretrained, names=args.strategy,
-                          text_adapter=args.text_adapter, vision_adapter=args.vision_adapter)
+                          text_adapter=args.text_adapter, vision_adapter=args.vision_adapter,
+                          lora_rank=args.lora_rank)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

@@ -51,8 +51,9 @@ class ModelConfig:
     vision_unlock: str | None = field(default=None, metadata={"help": "Override the preset's vision unlock."})
     vision_adapter: str | None = field(default=None, metadata={"help": "Override the preset's vision adapter."})
     projections: bool | None = field(default=None, metadata={"help": "Override whether projections train."})
-    adapter_reduction: int = field(default=4, metadata={"help": "Adapter bottleneck d -> d/r."})
+    adapter_reduction: int = field(default=4, metadata={"help": "Adapter bottleneck d -> d/r (CNN adapters keep at least 8 channels)."})
     adapter_zero_init: bool = field(default=True, metadata={"help": "Zero the adapter up-projection (identity at init)."})
+    lora_rank: int = field(default=strategies.LORA_RANK, metadata={"help": "LoRA rank r of adapter=lora (lilt_lora); lora_alpha = r."})
 
     def resolved_strategy(self) -> strategies.Strategy:
         return strategies.resolve(self.strategy, text_unlock=self.text_unlock, text_adapter=self.text_adapter,
@@ -204,7 +205,7 @@ def build_model(config: ModelConfig, *, pretrained: bool | None = None) -> DualE
         vision_cfg = dataclasses.replace(vision_cfg, pretrained=pretrained)
     model = DualEncoder(TextTower.from_config(text_cfg), VisionTower.from_config(vision_cfg), config.embed_dim)
     strategies.apply(model, config.resolved_strategy(), reduction=config.adapter_reduction,
-                     zero_init=config.adapter_zero_init)
+                     zero_init=config.adapter_zero_init, lora_rank=config.lora_rank)
     model.config = config
     return model
 

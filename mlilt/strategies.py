@@ -1,11 +1,12 @@
 """Training strategies of LilT (Khan & Fu, ICLR 2023, Table 1): what is unlocked, what is added.
 
 A strategy gives each tower a plan -- ``unlock`` in {none, layernorm, bitfit, all} and ``adapter``
-in {none, layerwise, deep} -- and says whether the projections (and temperature) train.
+in {none, layerwise, deep, lora} -- and says whether the projections (and temperature) train.
 ``apply`` turns a plain ``DualEncoder`` into the adapted, partly locked model; ``count`` gives the
-paper's "% Trained" column.
+paper's "% Trained" column. ``lilt_lora`` is not in the paper: LoRA (Hu et al., 2022, via PEFT)
+in place of the adapters, for a parameter-matched comparison.
 
-    >>> strategy = resolve("lilt_lwa", vision_adapter="deep")    # a CNN vision tower takes no LwA
+    >>> strategy = resolve("lilt_lwa", vision_adapter="deep")    # the deep block instead of LwA
     >>> apply(model, strategy)
     >>> count(model)["percent_trainable"]
 """
@@ -17,10 +18,12 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from mlilt.adapters import Adapter
-
 UNLOCKS = ("none", "layernorm", "bitfit", "all")
-ADAPTERS = ("none", "layerwise", "deep")
+ADAPTERS = ("none", "layerwise", "deep", "lora")
+# LoRA rank of lilt_lora, the one whose trainable count is nearest lilt_lwa's in the paper setting
+# (BERT-base/mBERT + DeiT-B @ 256, `mlilt params --no-pretrained --lora-rank R`): 45 trains 14.57 M
+# against lilt_lwa's 14.67 M (each rank adds 0.31 M; 48 would train 15.51 M).
+LORA_RANK = 45
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,11 @@ class TowerPlan:
             raise ValueError(f"unlock must be one of {'|'.join(UNLOCKS)}, got {self.unlock!r}")
         if self.adapter not in ADAPTERS:
             raise ValueError(f"adapter must be one of {'|'.join(ADAPTERS)}, got {self.adapter!r}")
+        if self.adapter == "lora" and self.unlock == "all":
+            # PEFT's LoRA branch beside a weight that trains in full is a second copy of the same update.
+            raise ValueError("adapter='lora' with unlock='all' is refused: every weight of the tower already "
+                             "trains, so a low-rank update adds parameters and no capacity; use unlock="
+                             "none|layernorm|bitfit with lora, or adapter='none' with unlock='all'")
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,7 @@ PRESETS: dict[str, Strategy] = {s.name: s for s in [
     Strategy("lit_lilt_da", text=TowerPlan("all"), vision=TowerPlan("layernorm", "deep")),        # n
     Strategy("lit_lilt_lwa", text=TowerPlan("all"), vision=TowerPlan("layernorm", "layerwise")),  # o
     Strategy("clip", **_both("all")),                                            # p
+    Strategy("lilt_lora", **_both("layernorm", "lora")),                         # not in the paper
 ]}
 
 
@@ -96,17 +105,23 @@ def _given(**kwargs) -> dict:
     return {k: v for k, v in kwargs.items() if v is not None}
 
 
-def apply(model: nn.Module, strategy: Strategy, *, reduction: int = 4, zero_init: bool = True) -> nn.Module:
+def apply(model: nn.Module, strategy: Strategy, *, reduction: int = 4, zero_init: bool = True,
+          lora_rank: int = LORA_RANK) -> nn.Module:
     """Insert the strategy's adapters into ``model`` (a DualEncoder) and lock everything else."""
     for tower, plan in ((model.text, strategy.text), (model.vision, strategy.vision)):
         if plan.adapter not in tower.adapters_supported:
             raise ValueError(f"strategy {strategy.name!r}: the {tower.kind} tower {tower.name!r} "
                              f"({type(tower).__name__}) cannot take adapter={plan.adapter!r}; it can take "
                              f"adapter={'|'.join(tower.adapters_supported)}")
+        if plan.adapter == "lora" and (isinstance(lora_rank, bool) or not isinstance(lora_rank, int) or lora_rank < 1):
+            raise ValueError(f"strategy {strategy.name!r}: lora_rank must be a positive integer, got {lora_rank!r}")
+    for tower, plan in ((model.text, strategy.text), (model.vision, strategy.vision)):
         if plan.adapter == "layerwise":
-            tower.insert_layerwise_adapters(lambda dim: Adapter(dim, reduction, zero_init))
+            tower.insert_layerwise_adapters(reduction, zero_init)
         elif plan.adapter == "deep":
             tower.grow()
+        elif plan.adapter == "lora":
+            tower.insert_lora(lora_rank)
 
     model.requires_grad_(False)
     for tower, plan in ((model.text, strategy.text), (model.vision, strategy.vision)):

@@ -1,8 +1,32 @@
 """The two pretrained towers behind one interface: layers, norms, biases, adapters, growth.
 
 Strategies (``mlilt.strategies``) never look inside a model; they ask a tower for its norm and bias
-parameters, tell it to take layerwise adapters, or to grow by one layer. Everything that depends on
-a model family (post-LN BERT layers, pre-LN ViT blocks, CNN feature maps) lives here.
+parameters, tell it to take layerwise adapters or LoRA, or to grow by one layer. Everything that
+depends on a model family (post-LN BERT layers, pre-LN ViT blocks, CNN blocks) lives here.
+
+Layerwise adapters follow the paper's rule "an adapter before each normalization layer" (§3.2):
+
+- BERT (post-LN): after the dropout of each sublayer output, before its residual LayerNorm.
+- ViT (pre-LN): on the block input just before ``norm1`` and ``norm2`` (LilT's code).
+- CNN (timm EfficientNet, MobileNet, ResNet …): a ``ConvAdapter`` on the input of the BatchNorm
+  that closes each block -- the analogue of BERT's sublayer output before its LayerNorm: the output
+  of an EfficientNet/MobileNet inverted residual's projection conv (before ``bn3``), of a
+  depthwise-separable block's pointwise conv (before ``bn2``), of a ResNet block's last conv
+  (``bn2`` of a BasicBlock, ``bn3`` of a Bottleneck), each before the residual sum -- and before
+  the head's norm where the feature map has one (EfficientNet ``conv_head -> bn2``). Places are
+  found by structure, not by attribute names: a block is a module held in an ``nn.Sequential``
+  (a stage) with BatchNorm children, its closing norm is the last of them; the head is what
+  follows the last stage up to its last BatchNorm. The stem, a ResNet's downsample branch and
+  inner norms (after the expansion and depthwise convs) take none: they are not block outputs.
+  The reduction is the model's ``adapter_reduction`` (d/4, as for transformers), with a floor of
+  ``MIN_CONV_BOTTLENECK`` = 8 channels for the narrow early blocks (16-24 channels). On
+  EfficientNet-Lite0 that is 17 adapters, 0.98 M parameters, 0.82 M of them on the 1280-wide head.
+
+LoRA (``adapter="lora"``, PEFT's) goes into a tower's linear layers: every ``nn.Linear`` of the
+transformer layers (BERT: query/key/value/output/intermediate/output; ViT: qkv/proj/fc1/fc2) and
+every ungrouped plain ``nn.Conv2d`` of a CNN's blocks and head (depthwise convolutions have no
+low-rank form worth the name, and timm's ``Conv2dSame`` pads in its own forward, which PEFT's
+LoRA branch would not reproduce).
 
     >>> text = TextTower.from_config(TextTowerConfig("bert-base-multilingual-cased"))
     >>> vision = VisionTower.from_config(VisionTowerConfig("deit_base_patch16_224", img_size=256))
@@ -19,14 +43,12 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import torch
 from torch import nn
 
-from mlilt.adapters import Adapter, adapter_after, adapter_before
-
-AdapterFactory = Callable[[int], Adapter]
+from mlilt.adapters import Adapter, ConvAdapter, adapter_after, adapter_before, inject_lora
 
 # "zoo:NAME" names a model of mlilt's offline zoo; it is converted on first use (mlilt.zoo.ensure).
 ZOO_PREFIX = "zoo:"
@@ -84,6 +106,43 @@ def _is_pre_ln_block(module: nn.Module) -> bool:
     return all(hasattr(module, n) for n in ("norm1", "attn", "norm2", "mlp"))
 
 
+def _is_batch_norm(module: nn.Module) -> bool:
+    return isinstance(module, nn.modules.batchnorm._BatchNorm)
+
+
+def _cnn_blocks(model: nn.Module) -> list[nn.Module]:
+    """Modules held in an ``nn.Sequential`` (a stage) that have BatchNorm children, in order."""
+    return [child for m in model.modules() if isinstance(m, nn.Sequential) for child in m
+            if any(map(_is_batch_norm, child.children()))]
+
+
+def _closing_norm_name(module: nn.Module) -> str | None:
+    """The last BatchNorm child of ``module`` (timm registers children in forward order)."""
+    names = [name for name, child in module.named_children() if _is_batch_norm(child)]
+    return names[-1] if names else None
+
+
+def _cnn_head(model: nn.Module, blocks: list[nn.Module]) -> list[str]:
+    """Names of the model's children after its last stage, up to its last BatchNorm (none if no norm)."""
+    children = list(model.named_children())
+    in_stages = {id(m) for b in blocks for m in b.modules()}
+    last_stage = max((i for i, (_, c) in enumerate(children) if any(id(m) in in_stages for m in c.modules())),
+                     default=-1)
+    head = children[last_stage + 1:]
+    norms = [i for i, (_, c) in enumerate(head) if _is_batch_norm(c)]
+    return [name for name, _ in head[:norms[-1] + 1]] if norms else []
+
+
+def _named_targets(root: nn.Module, within: list[nn.Module], accept) -> list[str]:
+    """Names (relative to ``root``) of the modules inside ``within`` that ``accept`` takes."""
+    inside = {id(m) for w in within for m in w.modules()}
+    return [name for name, m in root.named_modules() if id(m) in inside and accept(m)]
+
+
+def _is_plain_dense_conv(module: nn.Module) -> bool:
+    return type(module) is nn.Conv2d and module.groups == 1
+
+
 def _norm_parameters(module: nn.Module) -> Iterator[nn.Parameter]:
     norm_types = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm)
     for m in module.modules():
@@ -101,7 +160,7 @@ class Tower(nn.Module):
     """What every tower offers the strategies."""
 
     #: what this tower can take, for error messages and strategy checks
-    adapters_supported: tuple[str, ...] = ("none", "layerwise", "deep")
+    adapters_supported: tuple[str, ...] = ("none", "layerwise", "deep", "lora")
     kind: str = "tower"
 
     def __init__(self):
@@ -125,11 +184,19 @@ class Tower(nn.Module):
         """Parameters of adapters and grown layers."""
         return [p for m in self.added_modules for p in m.parameters()]
 
-    def insert_layerwise_adapters(self, make_adapter: AdapterFactory) -> None:
+    def insert_layerwise_adapters(self, reduction: int = 4, zero_init: bool = True) -> None:
         raise NotImplementedError
 
     def grow(self) -> None:
         raise NotImplementedError
+
+    def lora_targets(self) -> list[str]:
+        """Names (in ``self.model``) of the layers LoRA adapts."""
+        raise NotImplementedError
+
+    def insert_lora(self, rank: int) -> None:
+        """PEFT's LoRA of rank ``rank`` on ``lora_targets()`` (Hu et al., 2022)."""
+        self.added_modules.extend(inject_lora(self.model, self.lora_targets(), rank))
 
 
 class TextTower(Tower):
@@ -210,11 +277,11 @@ class TextTower(Tower):
         hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         return self._pool(hidden, attention_mask)
 
-    def insert_layerwise_adapters(self, make_adapter: AdapterFactory) -> None:
+    def insert_layerwise_adapters(self, reduction: int = 4, zero_init: bool = True) -> None:
         """An adapter after the dropout of each sublayer output, before its residual LayerNorm."""
         for layer in self.layers():
             for sub in [m for m in layer.modules() if _is_post_ln_sublayer_output(m)]:
-                adapter = make_adapter(sub.dense.out_features)
+                adapter = Adapter(sub.dense.out_features, reduction, zero_init)
                 sub.dropout = adapter_after(sub.dropout, adapter)
                 self.added_modules.append(adapter)
 
@@ -228,6 +295,10 @@ class TextTower(Tower):
         layers.append(new)
         self.model.config.num_hidden_layers = len(layers)
         self.added_modules.append(new)
+
+    def lora_targets(self) -> list[str]:
+        """Every Linear of the transformer layers (attention and feed-forward)."""
+        return _named_targets(self.model, [self.layers()], lambda m: isinstance(m, nn.Linear))
 
 
 class VisionTower(Tower):
@@ -276,12 +347,12 @@ class ViTTower(VisionTower):
     def layers(self) -> nn.Sequential:
         return self.model.blocks
 
-    def insert_layerwise_adapters(self, make_adapter: AdapterFactory) -> None:
+    def insert_layerwise_adapters(self, reduction: int = 4, zero_init: bool = True) -> None:
         """An adapter on the block input just before ``norm1`` and just before ``norm2`` (LilT code)."""
         for block in self.model.blocks:
             for norm_name in ("norm1", "norm2"):
                 norm = getattr(block, norm_name)
-                adapter = make_adapter(norm.normalized_shape[0])
+                adapter = Adapter(norm.normalized_shape[0], reduction, zero_init)
                 setattr(block, norm_name, adapter_before(norm, adapter))
                 self.added_modules.append(adapter)
 
@@ -294,6 +365,10 @@ class ViTTower(VisionTower):
         self.model.blocks.append(new)
         self.added_modules.append(new)
 
+    def lora_targets(self) -> list[str]:
+        """Every Linear of the transformer blocks (qkv, proj, fc1, fc2)."""
+        return _named_targets(self.model, [self.model.blocks], lambda m: isinstance(m, nn.Linear))
+
 
 class CNNTower(VisionTower):
     """A CNN whose last feature map is read as a token sequence, mean-pooled.
@@ -301,8 +376,6 @@ class CNNTower(VisionTower):
     BatchNorm statistics stay frozen (eval mode) in training: unlocking norms trains only their
     affine parameters, and a locked CNN stays exactly the pretrained one.
     """
-
-    adapters_supported = ("none", "deep")
 
     def __init__(self, model: nn.Module, name: str = "", img_size: int | None = None):
         super().__init__(model, name, img_size)
@@ -323,10 +396,31 @@ class CNNTower(VisionTower):
                 m.eval()
         return self
 
-    def insert_layerwise_adapters(self, make_adapter: AdapterFactory) -> None:
-        raise TypeError(f"vision tower {self.name!r} is a CNN: it has no transformer layers to take "
-                        f"layerwise adapters; it can take adapter={'|'.join(self.adapters_supported)} "
-                        "and unlock=none|layernorm|bitfit|all (norm unlocking trains its BatchNorm affines)")
+    def adapter_places(self) -> list[tuple[nn.Module, str]]:
+        """(parent, norm name) of each BatchNorm that takes a layerwise adapter: block closers, then the head's."""
+        blocks = _cnn_blocks(self.model)
+        places = [(block, _closing_norm_name(block)) for block in blocks]
+        head = _cnn_head(self.model, blocks)
+        if head:
+            places.append((self.model, head[-1]))
+        if not places:
+            raise TypeError(f"vision tower {self.name!r}: found no blocks with BatchNorm layers in "
+                            f"{type(self.model).__name__} for layerwise adapters")
+        return places
+
+    def insert_layerwise_adapters(self, reduction: int = 4, zero_init: bool = True) -> None:
+        """A 1x1-conv adapter on the input of each block's closing BatchNorm and of the head's (module docstring)."""
+        for parent, norm_name in self.adapter_places():
+            norm = getattr(parent, norm_name)
+            adapter = ConvAdapter(norm.num_features, reduction, zero_init)
+            setattr(parent, norm_name, adapter_before(norm, adapter))
+            self.added_modules.append(adapter)
+
+    def lora_targets(self) -> list[str]:
+        """Every ungrouped plain Conv2d of the blocks and the head (module docstring)."""
+        blocks = _cnn_blocks(self.model)
+        head = [getattr(self.model, name) for name in _cnn_head(self.model, blocks)]
+        return _named_targets(self.model, blocks + head, _is_plain_dense_conv)
 
     def grow(self) -> None:
         """Append a transformer block over the feature tokens (heads of width 64)."""

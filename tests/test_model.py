@@ -106,7 +106,7 @@ def test_per_tower_override_of_a_preset():
         mlilt.resolve("lilt_lwa", text_unlock="everything")
 
 
-@pytest.mark.parametrize("strategy", ["lilt_lwa", "lilt_da", "lilt_bitfit", "lit"])
+@pytest.mark.parametrize("strategy", ["lilt_lwa", "lilt_da", "lilt_bitfit", "lit", "lilt_lora"])
 def test_trained_state_round_trips_through_safetensors(tiny_model_config, tmp_path, strategy):
     model = build_model(tiny_model_config(strategy))
     train_steps(model, steps=2)
@@ -133,16 +133,6 @@ def test_trained_state_of_another_strategy_is_refused(tiny_model_config, tmp_pat
 
     with pytest.raises(ValueError, match="does not fit this model's strategy lilt_lwa"):
         other.load_trained_state_dict(load_file(tmp_path / "trained.safetensors"), source="x")
-
-
-def test_cnn_tower_refuses_layerwise_adapters_with_a_clear_message(tiny_model_config):
-    cfg = tiny_model_config("lilt_lwa")
-    cfg.vision = VisionTowerConfig("tf_efficientnet_lite0", pretrained=False)
-    with pytest.raises(ValueError) as err:
-        build_model(cfg)
-    message = str(err.value)
-    assert "lilt_lwa" in message and "tf_efficientnet_lite0" in message and "layerwise" in message
-    assert "adapter=none|deep" in message
 
 
 def test_cnn_tower_takes_a_deep_adapter_and_norm_unlock(tiny_model_config):
