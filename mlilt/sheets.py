@@ -85,7 +85,8 @@ def thumbnail(path: str | Path, size: int) -> Image.Image:
 
 
 def _frame(draw: ImageDraw.ImageDraw, x: int, y: int, size: int, colour, width: int = 3) -> None:
-    draw.rectangle((x - width, y - width, x + size + width - 1, y + size + width - 1), outline=colour, width=width)
+    # Inside the thumbnail's square, so that neighbouring frames never touch.
+    draw.rectangle((x, y, x + size - 1, y + size - 1), outline=colour, width=width)
 
 
 # --------------------------------------------------------------------------------------------- contact sheet
