@@ -88,3 +88,31 @@ def mlilt_eval(*argv) -> int:
     add_eval_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["eval", *map(str, argv)])
     return args.func(args)
+
+
+# An emoji-xtd-shaped evaluation set in $MLILT_HOME: 12 distinct images, line-aligned en and ru captions
+# made of the tiny vocabulary's words (distinct texts, so no tied scores).
+CAPTIONS = {"en": "the {colour} {noun}", "ru": "лицо {noun} {colour}"}
+_COLOURS, _NOUNS = ["red", "blue", "green"], ["cat", "dog", "car", "bird"]
+
+
+def caption(template: str, i: int) -> str:
+    return template.format(colour=_COLOURS[i % 3], noun=_NOUNS[i // 3])
+
+
+@pytest.fixture
+def emoji_like(tmp_path, monkeypatch):
+    """(set root, image names) of the emoji-xtd-shaped set, with MLILT_HOME pointing at it."""
+    from PIL import Image
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("MLILT_HOME", str(home))
+    root = home / "data" / "emoji-xtd"
+    (root / "images").mkdir(parents=True)
+    names = [f"{0x1f600 + i:x}.png" for i in range(12)]
+    for i, name in enumerate(names):
+        Image.effect_noise((16, 16), 15 + 8 * i).convert("RGB").rotate(7 * i).save(root / "images" / name)
+    (root / "test_image_names.txt").write_text("\n".join(names) + "\n")
+    for lang, template in CAPTIONS.items():
+        (root / f"test_1kcaptions_{lang}.txt").write_text("\n".join(caption(template, i) for i in range(12)) + "\n")
+    return root, names

@@ -9,37 +9,13 @@ import torch
 import yaml
 from PIL import Image
 
-from conftest import mlilt_eval
+from conftest import CAPTIONS, caption, mlilt_eval
 from mlilt import report as rp
 from mlilt.evaluation import gallery
 from mlilt.evaluation.harness import EncodeOptions, encode_images, encode_texts
 from mlilt.model import build_model, load
 from mlilt.sheets import (CORRECT, GALLERY_GAP, GALLERY_HEADER_H, GALLERY_LABEL_W, GALLERY_RUN_SEP, GALLERY_THUMB,
                           GALLERY_TITLE_H, gallery_size)
-
-N = 12
-CAPTIONS = {"en": "the {colour} {noun}", "ru": "лицо {noun} {colour}"}  # tiny vocabulary words: distinct texts
-COLOURS, NOUNS = ["red", "blue", "green"], ["cat", "dog", "car", "bird"]
-
-
-def caption(template: str, i: int) -> str:
-    return template.format(colour=COLOURS[i % 3], noun=NOUNS[i // 3])
-
-
-@pytest.fixture
-def emoji_like(tmp_path, monkeypatch):
-    """An emoji-xtd-shaped set of 12 distinct images with line-aligned en and ru captions."""
-    home = tmp_path / "home"
-    monkeypatch.setenv("MLILT_HOME", str(home))
-    root = home / "data" / "emoji-xtd"
-    (root / "images").mkdir(parents=True)
-    names = [f"{0x1f600 + i:x}.png" for i in range(N)]
-    for i, name in enumerate(names):
-        Image.effect_noise((16, 16), 15 + 8 * i).convert("RGB").rotate(7 * i).save(root / "images" / name)
-    (root / "test_image_names.txt").write_text("\n".join(names) + "\n")
-    for lang, template in CAPTIONS.items():
-        (root / f"test_1kcaptions_{lang}.txt").write_text("\n".join(caption(template, i) for i in range(N)) + "\n")
-    return root, names
 
 
 def make_run(path, tiny_model_config, seed):
