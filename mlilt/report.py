@@ -616,7 +616,7 @@ def plot_table(report: Report, table: Table, path: Path) -> None:
 def write_gallery(report: Report, path: Path) -> Path | None:
     """The retrieval gallery PNG: rows = recorded caption x language, columns = runs (first seed of each
     configuration), each run's top-k images with the correct one framed; None when no file recorded one."""
-    from mlilt import sheets
+    from mlilt.sheets import gallery_image
 
     groups = _group(report.files, report.group_by)
     firsts = [min(g, key=lambda r: (r.run["seed"] is None, r.run["seed"] or 0)) for g in groups]
@@ -640,7 +640,7 @@ def write_gallery(report: Report, path: Path) -> Path | None:
                                  for q in per_run]})
     title = (f"Retrieval gallery: {report.eval_set} ({report.protocol}), top {k} images per caption and run; "
              f"green frame = the caption's own image\n{recorded[0].get('rule', '')}")
-    sheets.gallery_image(title, [c for c, _ in columns], rows, images, k).save(path)
+    gallery_image(title, [c for c, _ in columns], rows, images, k).save(path)
     return path
 
 

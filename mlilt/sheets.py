@@ -31,8 +31,9 @@ def _font_files() -> tuple[str, ...]:
     from matplotlib import font_manager
 
     first = font_manager.findfont("DejaVu Sans")
-    others = sorted({f.fname for f in font_manager.fontManager.ttflist} - {first},
-                    key=lambda f: ("lastresort" in f.lower(), f))  # placeholder glyphs only as the last resort
+    # The system's font folders scanned now (matplotlib's font cache may predate e.g. fonts-noto-cjk).
+    found = set(font_manager.findSystemFonts()) | {f.fname for f in font_manager.fontManager.ttflist}
+    others = sorted(found - {first}, key=lambda f: ("lastresort" in f.lower(), "bold" in f.lower(), f))  # placeholders last
     return (first, *[f for f in others if f.lower().endswith((".ttf", ".otf", ".ttc"))])
 
 
