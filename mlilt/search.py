@@ -44,7 +44,12 @@ def list_images(folder: str | os.PathLike) -> list[str]:
     root = Path(folder).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"{folder}: not a directory of images")
-    return sorted(str(p.resolve()) for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return sorted(_absolute(p) for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def _absolute(path: str | os.PathLike) -> str:
+    # Absolute but not resolved: a folder of symlinks (e.g. a test split) keeps the names it shows.
+    return os.path.abspath(os.path.expanduser(path))
 
 
 def model_identity(model) -> dict:
@@ -123,7 +128,7 @@ class Index:
         """Embed the files not in the index or changed since (size, mtime); return how many were embedded."""
         where = {p: i for i, p in enumerate(self.paths)}
         todo = []
-        for path in dict.fromkeys(str(Path(p).expanduser().resolve()) for p in paths):
+        for path in dict.fromkeys(_absolute(p) for p in paths):
             stamp = _stamp(path)
             if path not in where or self.stamps[where[path]] != stamp:
                 todo.append((path, stamp))
@@ -145,7 +150,7 @@ class Index:
 
     def remove(self, paths) -> int:
         """Forget these files; return how many were in the index."""
-        gone = {str(Path(p).expanduser().resolve()) for p in paths}
+        gone = {_absolute(p) for p in paths}
         keep = [i for i, p in enumerate(self.paths) if p not in gone]
         removed = len(self.paths) - len(keep)
         if removed:
@@ -157,7 +162,7 @@ class Index:
 
     def sync(self, paths) -> tuple[int, int]:
         """Make the index hold exactly ``paths``: ``(embedded, removed)``."""
-        wanted = {str(Path(p).expanduser().resolve()) for p in paths}
+        wanted = {_absolute(p) for p in paths}
         removed = self.remove([p for p in self.paths if p not in wanted])
         return self.add(sorted(wanted)), removed
 

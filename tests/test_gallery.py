@@ -86,3 +86,12 @@ def test_report_without_recorded_galleries_has_none(tmp_path):
     written = rp.write_report(rp.build_report(rp.load_results([path])), tmp_path / "r")
     assert not any(p.name.endswith(".gallery.png") for p in written)
     assert "gallery" not in (tmp_path / "r.md").read_text()
+
+
+def test_a_language_added_later_joins_the_recorded_gallery(emoji_like, tiny_model_config, tmp_path):
+    run = make_run(tmp_path / "lwa", tiny_model_config, 1)
+    for lang in ("en", "ru"):
+        assert mlilt_eval(run, "--eval-set", "emoji-xtd", "--langs", lang, "--no-probe", "--precision", "fp32",
+                          "--workers", "0", "--quiet") == 0
+    record = json.loads((run / "eval" / "emoji-xtd_test.json").read_text())["gallery"]
+    assert all(set(q["top"]) == {"en", "ru"} and set(q["captions"]) == {"en", "ru"} for q in record["queries"])
