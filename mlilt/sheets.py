@@ -21,6 +21,7 @@ CORRECT = (0, 160, 60)       # frame of the image a query belongs to
 SHEET_THUMB, SHEET_PAD, SHEET_TITLE_H, SHEET_LABEL_H = 160, 10, 34, 36
 # Gallery: a title, a header of run names, then one row per (caption, language); k thumbnails per run.
 GALLERY_THUMB, GALLERY_GAP, GALLERY_LABEL_W, GALLERY_HEADER_H, GALLERY_TITLE_H, GALLERY_RUN_SEP = 64, 4, 300, 28, 44, 12
+GALLERY_MIN_W = 1000  # room for the title with a single run
 
 
 # --------------------------------------------------------------------------------------------- fonts
@@ -122,7 +123,7 @@ def gallery_size(runs: int, rows: int, k: int) -> tuple[int, int]:
     """Pixel size of a gallery of ``rows`` query rows and ``runs`` columns of ``k`` thumbnails."""
     run_w = k * (GALLERY_THUMB + GALLERY_GAP) + GALLERY_RUN_SEP
     row_h = GALLERY_THUMB + 2 * GALLERY_GAP
-    return GALLERY_LABEL_W + runs * run_w, GALLERY_TITLE_H + GALLERY_HEADER_H + rows * row_h
+    return max(GALLERY_LABEL_W + runs * run_w, GALLERY_MIN_W), GALLERY_TITLE_H + GALLERY_HEADER_H + rows * row_h
 
 
 def gallery_image(title: str, columns: list[str], rows: list[dict], images: dict[str, str], k: int) -> Image.Image:
