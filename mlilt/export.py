@@ -95,7 +95,8 @@ def model_card(config: dict, results: list[tuple[str, dict]], *, repo_id: str, l
              f"max length {text.get('max_length')})",
              f"- vision tower: `{vision['name']}`" + (f" with weights `{vision['weights']}`" if vision.get("weights")
                                                       else "") + f", {vision.get('img_size') or 'default'} px",
-             f"- strategy: `{config['strategy']}` — text {strategy.get('text', {})}, vision {strategy.get('vision', {})}",
+             f"- strategy: `{config['strategy']}` — text {strategy.get('text', {})}, "
+             f"vision {strategy.get('vision', {})}",
              f"- embedding width: {config.get('embed_dim')}",
              f"- trained on: `{run_config.get('train_data', 'not recorded')}` (English), seed {run_config.get('seed')}",
              "", "## Results", "",

@@ -34,7 +34,8 @@ def _font_files() -> tuple[str, ...]:
     first = font_manager.findfont("DejaVu Sans")
     # The system's font folders scanned now (matplotlib's font cache may predate e.g. fonts-noto-cjk).
     found = set(font_manager.findSystemFonts()) | {f.fname for f in font_manager.fontManager.ttflist}
-    others = sorted(found - {first}, key=lambda f: ("lastresort" in f.lower(), "bold" in f.lower(), f))  # placeholders last
+    # Regular before bold; matplotlib's placeholder-glyph font only when nothing else has the glyphs.
+    others = sorted(found - {first}, key=lambda f: ("lastresort" in f.lower(), "bold" in f.lower(), f))
     return (first, *[f for f in others if f.lower().endswith((".ttf", ".otf", ".ttc"))])
 
 
