@@ -64,18 +64,22 @@ def tiny_towers(tmp_path_factory):
 @pytest.fixture
 def tiny_model_config(tiny_towers):
     """A factory of ModelConfig on the tiny towers for any strategy."""
+
+    def make(strategy="lilt_lwa", **overrides):
+        return tiny_config(tiny_towers, strategy, **overrides)
+
+    return make
+
+
+def tiny_config(tiny_towers, strategy="lilt_lwa", **overrides):
+    """ModelConfig on the tiny towers (for fixtures of a wider scope than tiny_model_config's)."""
     from mlilt import ModelConfig, TextTowerConfig, VisionTowerConfig
 
     text_dir, weights = tiny_towers
-
-    def make(strategy="lilt_lwa", **overrides):
-        return ModelConfig(text=TextTowerConfig(str(text_dir), max_length=16),
-                           vision=VisionTowerConfig(TINY_VIT["name"], weights=str(weights),
-                                                    img_size=TINY_VIT["img_size"],
-                                                    model_kwargs=dict(TINY_VIT["model_kwargs"])),
-                           embed_dim=16, strategy=strategy, **overrides)
-
-    return make
+    return ModelConfig(text=TextTowerConfig(str(text_dir), max_length=16),
+                       vision=VisionTowerConfig(TINY_VIT["name"], weights=str(weights), img_size=TINY_VIT["img_size"],
+                                                model_kwargs=dict(TINY_VIT["model_kwargs"])),
+                       embed_dim=16, strategy=strategy, **overrides)
 
 
 def mlilt_eval(*argv) -> int:
@@ -103,10 +107,14 @@ def caption(template: str, i: int) -> str:
 @pytest.fixture
 def emoji_like(tmp_path, monkeypatch):
     """(set root, image names) of the emoji-xtd-shaped set, with MLILT_HOME pointing at it."""
+    monkeypatch.setenv("MLILT_HOME", str(tmp_path / "home"))
+    return write_emoji_like(tmp_path / "home")
+
+
+def write_emoji_like(home: Path) -> tuple[Path, list[str]]:
+    """Write the emoji-xtd-shaped set into ``home/data/emoji-xtd``."""
     from PIL import Image
 
-    home = tmp_path / "home"
-    monkeypatch.setenv("MLILT_HOME", str(home))
     root = home / "data" / "emoji-xtd"
     (root / "images").mkdir(parents=True)
     names = [f"{0x1f600 + i:x}.png" for i in range(12)]

@@ -10,7 +10,7 @@ import yaml
 from PIL import Image
 
 import mlilt
-from conftest import mlilt_eval
+from conftest import mlilt_eval, tiny_config, write_emoji_like
 from mlilt.model import build_model
 
 try:  # the peer tool itself, not a copy: installed by `make install` (without its heavy dependencies)
@@ -20,13 +20,37 @@ except ImportError as err:
                       "pip install --no-deps clip-benchmark==1.6.2 (what `make install` runs)") from err
 
 
-@pytest.fixture
-def run(tmp_path, tiny_model_config, emoji_like):
-    run = tmp_path / "run"
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_towers):
+    """(home, run): a tiny lilt_lwa model trained a few full-batch InfoNCE steps on the set's English pairs."""
+    from mlilt.evaluation.harness import image_transform
+    from mlilt.train.loss import contrastive_loss
+
+    home = tmp_path_factory.mktemp("openclip") / "home"
+    root, names = write_emoji_like(home)
     torch.manual_seed(5)
-    build_model(tiny_model_config("lilt_lwa")).save_trained(run / "model")
+    model = build_model(tiny_config(tiny_towers, "lilt_lwa"))
+    pixels = torch.stack([image_transform(model)(Image.open(root / "images" / n).convert("RGB")) for n in names])
+    tokens = model.text.tokenize((root / "test_1kcaptions_en.txt").read_text().splitlines())
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    losses = []
+    for _ in range(8):
+        loss = contrastive_loss(model.encode_image(pixels), model.encode_text(**tokens), model.logit_scale())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+    run = home.parent / "run"
+    model.save_trained(run / "model")
     (run / "config.yaml").write_text(yaml.safe_dump({"seed": 5, "strategy": "lilt_lwa"}))
-    return run
+    return home, run
+
+
+@pytest.fixture
+def run(trained, monkeypatch):
+    monkeypatch.setenv("MLILT_HOME", str(trained[0]))
+    return trained[1]
 
 
 class Pairs(torch.utils.data.Dataset):
@@ -51,8 +75,8 @@ def collate(batch):  # clip_benchmark.datasets.builder.image_captions_collate_fn
 
 
 @pytest.mark.parametrize("lang", ["en", "ru"])
-def test_clip_benchmark_recalls_equal_mlilt_eval(run, emoji_like, lang):
-    root, _ = emoji_like
+def test_clip_benchmark_recalls_equal_mlilt_eval(run, lang):
+    root = run.parent / "home" / "data" / "emoji-xtd"
     assert mlilt_eval(run, "--eval-set", "emoji-xtd", "--langs", lang, "--precision", "fp32", "--workers", "0",
                       "--quiet", "--no-cache") == 0
     ours = json.loads((run / "eval" / "emoji-xtd_test.json").read_text())["results"][lang]
@@ -83,7 +107,7 @@ def test_open_clip_calling_conventions(run):
     image = model.encode_image(pixels)
     assert text.shape == (2, 16) and image.shape == (1, 16)
     assert torch.allclose(text.norm(dim=-1), torch.ones(2))
-    assert float(model.logit_scale.exp()) == pytest.approx(1 / 0.07, rel=1e-5)
+    assert float(model.logit_scale.exp()) == pytest.approx(1 / mlilt.load(run).temperature.item(), rel=1e-5)
     assert preprocess_train(Image.new("RGB", (40, 30))).shape == (3, 32, 32)
     image_features, text_features, scale = model(pixels, tokens)
     assert torch.equal(image_features, image) and torch.equal(text_features, text)
