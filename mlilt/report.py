@@ -683,7 +683,6 @@ def write_report(report: Report, out: str | Path, *, decimals: int = 1, plot: bo
     gallery = write_gallery(report, prefix.with_name(prefix.name + ".gallery.png")) if plot else None
     markdown = render_markdown(report, decimals)
     if gallery is not None:
-        written.append(gallery)
         markdown += (f"\n## Retrieval gallery\n\nWhat each run retrieves for a few test captions chosen by a fixed "
                      f"rule: [{gallery.name}]({gallery.name})\n\n![retrieval gallery]({gallery.name})\n")
     for suffix, text in ((".md", markdown), (".csv", render_csv(report)),
@@ -696,7 +695,7 @@ def write_report(report: Report, out: str | Path, *, decimals: int = 1, plot: bo
             path = prefix.with_name(prefix.name + (".png" if t.name == "retrieval" else f".{t.name}.png"))
             plot_table(report, t, path)
             written.append(path)
-    return written
+    return written + ([gallery] if gallery is not None else [])
 
 
 # --------------------------------------------------------------------------------------------- CLI
