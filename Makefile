@@ -9,8 +9,13 @@ system-deps:
 	@dpkg -s $(SYSTEM_PACKAGES) >/dev/null 2>&1 || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES); }
 
+# CLIP_benchmark for tests/test_openclip.py: only its metrics module is used, which needs torch and tqdm;
+# --no-deps keeps out what the rest of it pulls in (open_clip, scikit-learn, pycocoevalcap, webdataset pins).
+CLIP_BENCHMARK = clip-benchmark==1.6.2
+
 install:
 	$(PYTHON) -m pip install -q -e '.[dev]'
+	$(PYTHON) -m pip install -q --no-deps $(CLIP_BENCHMARK)
 
 demo: system-deps install
 	$(PYTHON) recipes/emoji_xtd_pipeline.py

@@ -22,6 +22,7 @@ _EXPORTS = {
     "TextTower": "mlilt.towers", "TextTowerConfig": "mlilt.towers",
     "VisionTower": "mlilt.towers", "VisionTowerConfig": "mlilt.towers",
     "retrieval_recall": "mlilt.evaluation.retrieval",
+    "create_model_and_transforms": "mlilt.openclip", "get_tokenizer": "mlilt.openclip",
 }
 
 __all__ = list(_EXPORTS)

@@ -3,6 +3,8 @@
     mlilt eval runs/emoji-xtd/lilt_lwa-s0 --eval-set emoji-xtd        # cross-lingual retrieval
     mlilt eval RUN --eval-set xtd10 --protocol lilt200 --image-root ~/coco2014 --langs ru,tr
     mlilt report runs/emoji-xtd/*/eval/emoji-xtd_test.json --baseline clip --out reports/local/emoji-xtd
+    mlilt search runs/emoji-xtd/lilt_lwa-s0 --images DIR "czerwony samochód" --html out.html
+    mlilt export runs/emoji-xtd/lilt_lwa-s0 OUT --repo-id ORG/NAME                # hub-ready folder
     mlilt data check train.jsonl --image-root images/                   # missing images, empty captions
     mlilt data emoji-xtd | mlilt data xtd10 --from DIR                   # evaluation sets
     mlilt zoo convert all                                                # offline pretrained models
@@ -103,6 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     from mlilt.report import add_report_parser
 
     add_report_parser(subparsers)
+    from mlilt.export import add_export_parser
+    from mlilt.search import add_search_parser
+
+    add_search_parser(subparsers)
+    add_export_parser(subparsers)
     return parser
 
 
@@ -118,7 +125,13 @@ def add_data_parser(subparsers) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # Positionals after an option (`mlilt search RUN --images DIR "query"`): argparse leaves them over.
+    if extra and getattr(args, "intermixed", None) and not any(a.startswith("-") for a in extra):
+        setattr(args, args.intermixed, getattr(args, args.intermixed) + extra)
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args) or 0
     except (ValueError, TypeError, OSError) as err:  # OSError: files, and hub ids transformers cannot reach

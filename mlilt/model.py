@@ -169,8 +169,11 @@ class DualEncoder(nn.Module):
 
 
 def resolve_model_dir(path: str | os.PathLike) -> Path:
-    """A saved model directory, given it or a training run directory (final model, else latest checkpoint)."""
-    path = Path(path)
+    """A saved model directory, given it, a training run directory (final model, else latest checkpoint)
+    or a hub id of an exported model (``mlilt.hub``)."""
+    from mlilt.hub import resolve_run
+
+    path = resolve_run(path)
     if (path / CONFIG_NAME).is_file():
         return path
     if (path / FINAL_MODEL_DIR / CONFIG_NAME).is_file():
@@ -183,7 +186,7 @@ def resolve_model_dir(path: str | os.PathLike) -> Path:
 
 
 def load(path: str | os.PathLike) -> DualEncoder:
-    """Load a trained model from a model directory or a run directory (``mlilt.load(RUN_DIR)``)."""
+    """Load a trained model from a model directory, a run directory or a hub id (``mlilt.load("ORG/NAME")``)."""
     return DualEncoder.load_trained(resolve_model_dir(path))
 
 

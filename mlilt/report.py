@@ -637,6 +637,37 @@ def plot_table(report: Report, table: Table, path: Path) -> None:
     fig.savefig(path, dpi=110, metadata=metadata)
 
 
+def write_gallery(report: Report, path: Path) -> Path | None:
+    """The retrieval gallery PNG: rows = recorded caption x language, columns = runs (first seed of each
+    configuration), each run's top-k images with the correct one framed; None when no file recorded one."""
+    from mlilt.sheets import gallery_image
+
+    groups = _group(report.files, report.group_by)
+    firsts = [min(g, key=lambda r: (r.run["seed"] is None, r.run["seed"] or 0)) for g in groups]
+    columns = [(f"{label} (seed {r.run['seed']})" if len(g) > 1 else label, r.data.get("gallery"))
+               for label, g, r in zip(_labels(groups), groups, firsts)]
+    recorded = [g for _, g in columns if g]
+    if not recorded:
+        return None
+    images = {name: p for g in recorded for name, p in g.get("images", {}).items()}
+    k = max(g.get("k", 5) for g in recorded)
+    per_run = [{q["target"]: q for q in (g or {}).get("queries", [])} for _, g in columns]
+    rows = []
+    for query in recorded[0]["queries"]:  # every run was scored on the same images, so the same targets
+        langs = list(dict.fromkeys(lang for q in per_run for lang in q.get(query["target"], {}).get("top", {})))
+        for i, lang in enumerate(langs):
+            caption = next(q[query["target"]]["captions"][lang] for q in per_run
+                           if lang in q.get(query["target"], {}).get("captions", {}))
+            rows.append({"label": f"[{lang}] {caption}", "sublabel": f"image {query['target']}" if i == 0 else "",
+                         "target": query["target"], "first": i == 0,
+                         "top": [[name for name, _ in q.get(query["target"], {}).get("top", {}).get(lang, [])]
+                                 for q in per_run]})
+    title = (f"Retrieval gallery: {report.eval_set} ({report.protocol}), top {k} images per caption and run; "
+             f"green frame = the caption's own image\n{recorded[0].get('rule', '')}")
+    gallery_image(title, [c for c, _ in columns], rows, images, k).save(path)
+    return path
+
+
 def output_prefix(out: str | Path) -> Path:
     """``reports/NAME`` from ``reports/NAME`` or ``reports/NAME.md`` (any output suffix)."""
     out = Path(out)
@@ -644,11 +675,17 @@ def output_prefix(out: str | Path) -> Path:
 
 
 def write_report(report: Report, out: str | Path, *, decimals: int = 1, plot: bool = True) -> list[Path]:
-    """Write NAME.md, NAME.csv, NAME.tex and NAME.png (plus NAME.text_probe.png); return the paths."""
+    """Write NAME.md, NAME.csv, NAME.tex and NAME.png (plus NAME.text_probe.png and, when the result files
+    recorded one, NAME.gallery.png linked from NAME.md); return the paths."""
     prefix = output_prefix(out)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     written = []
-    for suffix, text in ((".md", render_markdown(report, decimals)), (".csv", render_csv(report)),
+    gallery = write_gallery(report, prefix.with_name(prefix.name + ".gallery.png")) if plot else None
+    markdown = render_markdown(report, decimals)
+    if gallery is not None:
+        markdown += (f"\n## Retrieval gallery\n\nWhat each run retrieves for a few test captions chosen by a fixed "
+                     f"rule: [{gallery.name}]({gallery.name})\n\n![retrieval gallery]({gallery.name})\n")
+    for suffix, text in ((".md", markdown), (".csv", render_csv(report)),
                          (".tex", render_latex(report, decimals))):
         path = prefix.with_name(prefix.name + suffix)
         path.write_text(text, encoding="utf-8")
@@ -658,7 +695,7 @@ def write_report(report: Report, out: str | Path, *, decimals: int = 1, plot: bo
             path = prefix.with_name(prefix.name + (".png" if t.name == "retrieval" else f".{t.name}.png"))
             plot_table(report, t, path)
             written.append(path)
-    return written
+    return written + ([gallery] if gallery is not None else [])
 
 
 # --------------------------------------------------------------------------------------------- CLI

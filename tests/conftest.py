@@ -64,18 +64,22 @@ def tiny_towers(tmp_path_factory):
 @pytest.fixture
 def tiny_model_config(tiny_towers):
     """A factory of ModelConfig on the tiny towers for any strategy."""
+
+    def make(strategy="lilt_lwa", **overrides):
+        return tiny_config(tiny_towers, strategy, **overrides)
+
+    return make
+
+
+def tiny_config(tiny_towers, strategy="lilt_lwa", **overrides):
+    """ModelConfig on the tiny towers (for fixtures of a wider scope than tiny_model_config's)."""
     from mlilt import ModelConfig, TextTowerConfig, VisionTowerConfig
 
     text_dir, weights = tiny_towers
-
-    def make(strategy="lilt_lwa", **overrides):
-        return ModelConfig(text=TextTowerConfig(str(text_dir), max_length=16),
-                           vision=VisionTowerConfig(TINY_VIT["name"], weights=str(weights),
-                                                    img_size=TINY_VIT["img_size"],
-                                                    model_kwargs=dict(TINY_VIT["model_kwargs"])),
-                           embed_dim=16, strategy=strategy, **overrides)
-
-    return make
+    return ModelConfig(text=TextTowerConfig(str(text_dir), max_length=16),
+                       vision=VisionTowerConfig(TINY_VIT["name"], weights=str(weights), img_size=TINY_VIT["img_size"],
+                                                model_kwargs=dict(TINY_VIT["model_kwargs"])),
+                       embed_dim=16, strategy=strategy, **overrides)
 
 
 @pytest.fixture(autouse=True)
@@ -109,3 +113,35 @@ def mlilt_eval(*argv) -> int:
     add_eval_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["eval", *map(str, argv)])
     return args.func(args)
+
+
+# An emoji-xtd-shaped evaluation set in $MLILT_HOME: 12 distinct images, line-aligned en and ru captions
+# made of the tiny vocabulary's words (distinct texts, so no tied scores).
+CAPTIONS = {"en": "the {colour} {noun}", "ru": "лицо {noun} {colour}"}
+_COLOURS, _NOUNS = ["red", "blue", "green"], ["cat", "dog", "car", "bird"]
+
+
+def caption(template: str, i: int) -> str:
+    return template.format(colour=_COLOURS[i % 3], noun=_NOUNS[i // 3])
+
+
+@pytest.fixture
+def emoji_like(tmp_path, monkeypatch):
+    """(set root, image names) of the emoji-xtd-shaped set, with MLILT_HOME pointing at it."""
+    monkeypatch.setenv("MLILT_HOME", str(tmp_path / "home"))
+    return write_emoji_like(tmp_path / "home")
+
+
+def write_emoji_like(home: Path) -> tuple[Path, list[str]]:
+    """Write the emoji-xtd-shaped set into ``home/data/emoji-xtd``."""
+    from PIL import Image
+
+    root = home / "data" / "emoji-xtd"
+    (root / "images").mkdir(parents=True)
+    names = [f"{0x1f600 + i:x}.png" for i in range(12)]
+    for i, name in enumerate(names):
+        Image.effect_noise((16, 16), 15 + 8 * i).convert("RGB").rotate(7 * i).save(root / "images" / name)
+    (root / "test_image_names.txt").write_text("\n".join(names) + "\n")
+    for lang, template in CAPTIONS.items():
+        (root / f"test_1kcaptions_{lang}.txt").write_text("\n".join(caption(template, i) for i in range(12)) + "\n")
+    return root, names

@@ -45,7 +45,8 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
         description="Evaluate a trained run (or an untrained preset on base models) on an evaluation set; "
                     "writes one JSON per run x set x protocol and prints a table.",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n")[1])
-    p.add_argument("run", nargs="?", help="Run directory (final model, else latest checkpoint) or model directory.")
+    p.add_argument("run", nargs="?", help="Run directory (final model, else latest checkpoint), model directory or "
+                                          "hub id; default: the most recent run under ./runs.")
     what = p.add_argument_group("untrained preset (instead of RUN)")
     what.add_argument("--preset", choices=list(PRESETS), metavar="NAME",
                       help="Evaluate this strategy untrained on --text/--vision: " + ", ".join(PRESETS))
@@ -61,8 +62,10 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
 
     p.add_argument("--task", choices=["retrieval", "zeroshot"], default="retrieval")
     ret = p.add_argument_group("retrieval")
-    ret.add_argument("--eval-set", default="xtd10",
-                     help="Set name (xtd10, emoji-xtd), a set .yaml, or a JSONL manifest (image, caption, lang).")
+    ret.add_argument("--eval-set", default=None,
+                     help="Set name (xtd10, emoji-xtd), a set .yaml, or a JSONL manifest (image, caption, lang); "
+                          "default: the set the run was trained on (its config.yaml train_data) if it is one, "
+                          "else xtd10.")
     ret.add_argument("--protocol", help="Protocol of the set (xtd10: 1k | lilt200; default: the set's first).")
     ret.add_argument("--data-dir", help="Folder of the set's files (default: $MLILT_HOME/data/<set>).")
     ret.add_argument("--image-root", help="Image folder (xtd10: COCO 2014 with train2014/ and val2014/).")
@@ -115,9 +118,37 @@ def _load(args):
         return load_preset(args.preset, args.text, args.vision, img_size=args.img_size,
                            vision_weights=args.vision_weights, embed_dim=args.embed_dim, seed=args.seed,
                            max_length=args.max_length, vision_kwargs=args.vision_kwargs)
-    if not args.run:
-        raise ValueError("give a RUN directory (or --preset NAME --text ... --vision ...)")
     return load_for_eval(args.run)
+
+
+RUNS_DIR = "runs"
+
+
+def latest_run(root: str | os.PathLike = RUNS_DIR) -> Path:
+    """The run under ``root`` whose final model (else latest checkpoint) was written last."""
+    from mlilt.model import CONFIG_NAME
+
+    root = Path(root)
+    written = {}
+    for config in [*root.glob(f"**/model/{CONFIG_NAME}"), *root.glob(f"**/checkpoints/step_*/{CONFIG_NAME}")]:
+        run = config.parent.parent if config.parent.name == "model" else config.parent.parent.parent
+        written[run] = max(written.get(run, 0), config.stat().st_mtime_ns)
+    if not written:
+        raise ValueError(f"no RUN given and no trained run under ./{root}; train one with "
+                         "`python recipes/align_english.py` (the emoji-XTD default, a few minutes on a CPU) "
+                         "or `make demo`, or pass RUN (a run directory or hub id) or --preset NAME --text --vision")
+    return max(written, key=written.get)
+
+
+def trained_for(run: str | os.PathLike) -> str | None:
+    """The evaluation set a run was trained on (config.yaml ``train_data`` naming a set, e.g. emoji-xtd)."""
+    from mlilt.evaluation.leakage import training_source
+    from mlilt.evaluation.sets import available_eval_sets
+    from mlilt.hub import resolve_run
+
+    source = training_source(resolve_run(run))
+    name = source and source["train_data"]
+    return name if name in available_eval_sets() else None
 
 
 def run_eval(args) -> int:
@@ -128,6 +159,10 @@ def run_eval(args) -> int:
                                  text_batch_size=args.text_batch_size, workers=args.workers,
                                  cache=not args.no_cache, progress=not args.quiet)
     opts.resolved_precision()
+    if not args.run and not args.preset:
+        args.run = str(latest_run())
+        print(f"mlilt eval: no RUN given; evaluating the most recent run under ./{RUNS_DIR}: {args.run}",
+              file=sys.stderr)
     if args.task == "zeroshot":
         if not args.dataset:
             raise ValueError("--task zeroshot needs --dataset DIR (one sub-folder per class)")
@@ -140,6 +175,11 @@ def run_eval(args) -> int:
         name = f"zeroshot_{Path(args.dataset).expanduser().resolve().name}"
         table = zeroshot.format_table(result)
     else:
+        if args.eval_set is None:
+            args.eval_set = (trained_for(args.run) if args.run else None) or "xtd10"
+            if not args.quiet:
+                print(f"mlilt eval: eval set {args.eval_set}" + (" (the set the run was trained on)"
+                      if args.eval_set != "xtd10" else " (the default; --eval-set chooses another)"), file=sys.stderr)
         eval_set = load_eval_set(args.eval_set, data_dir=args.data_dir, image_root=args.image_root,
                                  captions=_key_values(args.captions, "--captions"))
         loaded = _load(args)

@@ -45,6 +45,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from mlilt.evaluation import gallery
 from mlilt.evaluation.retrieval import DEFAULT_CHUNK_SIZE, retrieval_recall
 from mlilt.evaluation.sets import Captions, EvalImage, EvalSet
 from mlilt.paths import mlilt_home
@@ -166,10 +167,13 @@ def load_for_eval(path: str | os.PathLike) -> LoadedModel:
     from mlilt.evaluation.leakage import RUN_CONFIG, read_run_config, training_source
     from mlilt.model import CONFIG_NAME, WEIGHTS_NAME, DualEncoder, resolve_model_dir
 
-    path = Path(path).expanduser()
+    from mlilt.hub import is_hub_id, resolve_run
+
+    hub_id = str(path) if is_hub_id(path) else None
+    path = resolve_run(path)
     model_dir = resolve_model_dir(path)
     run_dir = path
-    if model_dir == path:  # a model directory: inside a run (model/, checkpoints/step_*/) or on its own
+    if model_dir == path and not hub_id:  # a model directory: inside a run (model/, checkpoints/step_*/) or alone
         run_dir = next((p for p in (path.parent, path.parent.parent) if (p / RUN_CONFIG).is_file()), path)
     model = DualEncoder.load_trained(model_dir)
     cfg = model.config
@@ -179,11 +183,12 @@ def load_for_eval(path: str | os.PathLike) -> LoadedModel:
                 "model_config": json.loads((model_dir / CONFIG_NAME).read_text()),
                 "bases": [_base_fingerprint(cfg.text.name_or_path), _base_fingerprint(cfg.vision.weights)]}
     identity["model_config"].pop("mlilt_version", None)
-    run = {"path": str(run_dir.resolve()), "name": run_dir.resolve().name,
+    run = {"path": hub_id or str(run_dir.resolve()), "name": hub_id or run_dir.resolve().name,
            "checkpoint": os.path.relpath(model_dir.resolve(), run_dir.resolve()),
            **_model_facts(model, cfg), "seed": config.get("seed"),
            "train_data": source["train_data"] if source else None}
-    return LoadedModel(model, identity, run, run_dir=run_dir, train_source=source)
+    # A hub snapshot is the HF cache's, not ours to write results into: they go to ./eval like a preset's.
+    return LoadedModel(model, identity, run, run_dir=None if hub_id else run_dir, train_source=source)
 
 
 def load_preset(preset: str, text: str, vision: str, *, img_size: int | None = None,
@@ -433,7 +438,7 @@ def evaluate_retrieval(loaded: LoadedModel, eval_set: EvalSet, protocol: str | N
     image_embeds = image_embeds["embeds"]
     image_seconds = time.perf_counter() - start
 
-    text_seconds, text_cache, texts, results, counts = 0.0, {}, {}, {}, {}
+    text_seconds, text_cache, texts, results, counts, scored = 0.0, {}, {}, {}, {}, {}
     for lang, caps in captions.items():
         caps, used = _restrict(caps, keep)
         if not caps.texts:
@@ -449,6 +454,9 @@ def evaluate_retrieval(loaded: LoadedModel, eval_set: EvalSet, protocol: str | N
             results[lang] = retrieval_recall(image_embeds[rows], texts[lang]["embeds"], caps.image_index,
                                              chunk_size=opts.chunk_size)
             counts[lang] = {"images": len(used), "captions": len(caps.texts)}
+            names = [images[i].name for i in used]
+            scored[lang] = gallery.Scored(caps.texts, [names[i] for i in caps.image_index], names,
+                                          image_embeds[rows], texts[lang]["embeds"])
 
     text_probe = None
     if probe:
@@ -471,6 +479,8 @@ def evaluate_retrieval(loaded: LoadedModel, eval_set: EvalSet, protocol: str | N
                     "excluded_count": len(overlap) if exclude_overlap and overlap else 0,
                     "train_data": (train_source or {}).get("train_data")},
         "results": results, "counts": counts,
+        "gallery": gallery.record([kept_images[i].name for i in gallery.pick_targets(len(kept_images))], scored,
+                                  {im.name: im.path for im in kept_images}),
         **({"text_probe": text_probe, "text_probe_info": "text tower pooled output before the projection, "
             "L2-normalised; each English caption against the same captions in language x, Recall@1"}
            if text_probe is not None else {}),
@@ -483,10 +493,11 @@ def evaluate_retrieval(loaded: LoadedModel, eval_set: EvalSet, protocol: str | N
 
 
 def default_result_path(loaded: LoadedModel, name: str) -> Path:
-    """RUN_DIR/eval/<name>.json for a run; ./eval/<preset>_<name>.json for an untrained preset."""
+    """RUN_DIR/eval/<name>.json for a run; ./eval/<ORG--NAME or preset>_<name>.json for a hub id or a preset."""
     if loaded.run_dir is not None:
         return loaded.run_dir / RESULT_DIR / f"{name}.json"
-    return Path(RESULT_DIR) / f"{loaded.run['strategy']}_{name}.json"
+    label = loaded.run["name"].replace("/", "--") if loaded.run.get("path") else loaded.run["strategy"]
+    return Path(RESULT_DIR) / f"{label}_{name}.json"
 
 
 def merge_previous(result: dict, path: str | os.PathLike) -> dict:
@@ -512,6 +523,8 @@ def merge_previous(result: dict, path: str | os.PathLike) -> dict:
         if part in old or part in result:
             merged[part] = {**{k: v for k, v in (old.get(part) or {}).items() if k in kept},
                             **(result.get(part) or {})}
+    if "gallery" in old and "gallery" in result:
+        merged["gallery"] = gallery.merge(old["gallery"], result["gallery"], kept)
     merged["notes"] = list(result.get("notes", [])) + [
         f"kept from the earlier result ({old.get('created')}): {', '.join(kept)}"]
     return merged

@@ -34,7 +34,13 @@ ZOO: dict[str, Converter] = {
 }
 """Zoo name -> converter ``f(out_dir=None, *, force=False) -> Path``."""
 
-__all__ = ["ZOO", "ensure", "model_dir", "is_cached", "convert_e5_small", "convert_efficientnet_lite0",
+UPSTREAM: dict[str, str] = {
+    "multilingual-e5-small": "intfloat/multilingual-e5-small",
+    "tf_efficientnet_lite0": "timm/tf_efficientnet_lite0.in1k",
+}
+"""Zoo name -> the hub id of the model it reproduces (a model card's ``base_model``)."""
+
+__all__ = ["ZOO", "UPSTREAM", "ensure", "model_dir", "is_cached", "convert_e5_small", "convert_efficientnet_lite0",
            "ZooError", "MissingPackageError", "UnknownModelError", "MARKER"]
 
 
