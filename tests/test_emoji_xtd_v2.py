@@ -169,3 +169,22 @@ def test_per_style_eval_prints_each_style_and_their_mean(v2, tiny_towers, tmp_pa
     assert build_report(files).table("retrieval").mean.shape[0] == 1
     noto = protocol_view(files, "noto")[0]
     assert noto.data["protocol"] == "noto" and noto.results == result["protocols"]["noto"]["results"]
+
+
+def test_a_later_language_joins_every_style(tmp_path):
+    from mlilt.evaluation.harness import average_results, merge_previous, write_result
+
+    def part(value: float, langs: list[str]) -> dict:
+        return {"task": "retrieval", "model_key": "k", "eval_set": "emoji-xtd", "protocol": "p", "num_images": 2,
+                "results": {lang: {"TR@1": value, "mean": value} for lang in langs},
+                "counts": {lang: {"images": 2, "captions": 2} for lang in langs},
+                "leakage": {"overlap": 0, "excluded": False}, "timings": {"image_encoding_s": 1.0},
+                "cache": {}, "notes": []}
+
+    path = write_result(average_results("all", {"noto": part(10, ["en", "de"]), "twemoji": part(20, ["en", "de"])}),
+                        tmp_path / "r.json")
+    merged = merge_previous(average_results("all", {"noto": part(30, ["sw"]), "twemoji": part(40, ["sw"])}), path)
+    assert merged["results"]["de"]["mean"] == 15 and merged["results"]["sw"]["mean"] == 35
+    assert merged["protocols"]["noto"]["results"]["de"]["mean"] == 10
+    assert merged["protocols"]["twemoji"]["results"]["sw"]["mean"] == 40
+    assert merged["num_images"] == 4 and merged["averaged_over"] == ["noto", "twemoji"]

@@ -909,9 +909,10 @@ def _mlilt_version() -> str:
 def add_subparser(subparsers) -> argparse.ArgumentParser:
     """Register the ``emoji-xtd`` subcommand (``--out DIR``, ``--force``) on argparse subparsers."""
     p = subparsers.add_parser(
-        "emoji-xtd", help="build the emoji-XTD retrieval set from Noto Color Emoji and CLDR names",
+        "emoji-xtd", help="build the emoji-XTD retrieval set from emoji designs and CLDR names",
         description=f"Render emoji and write emoji-XTD (train.jsonl, XTD10-style test files). "
-                    f"Needs the Debian packages {FONT_PACKAGE} and {CLDR_PACKAGE}.")
+                    f"Needs the Debian packages {FONT_PACKAGE} and {CLDR_PACKAGE}; v2 also npm "
+                    f"({TWEMOJI_PACKAGE}@{TWEMOJI_VERSION}) and the Python package {OPENMOJI_PACKAGE}.")
     p.add_argument("--version", type=int, choices=sorted(BUILDER_VERSIONS), default=DEFAULT_VERSION,
                    help="2 (default): three styles (Noto, Twemoji, OpenMoji), keyword captions, an "
                         "English val split; 1: Noto only, the set behind reports/emoji-xtd.md")
