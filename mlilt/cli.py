@@ -2,7 +2,7 @@
 
     mlilt eval runs/emoji-xtd/lilt_lwa-s0 --eval-set emoji-xtd        # cross-lingual retrieval
     mlilt eval RUN --eval-set xtd10 --protocol lilt200 --image-root ~/coco2014 --langs ru,tr
-    mlilt report runs/*/eval/emoji-xtd_all.json --baseline clip --out reports/NAME
+    mlilt report runs/emoji-xtd/*/eval/emoji-xtd-v1_test.json --baseline clip --out reports/local/emoji-xtd
     mlilt data check train.jsonl --image-root images/                   # missing images, empty captions
     mlilt data emoji-xtd [--version 1] | mlilt data xtd10 --from DIR     # evaluation sets
     mlilt zoo convert all                                                # offline pretrained models
@@ -65,6 +65,9 @@ def parameter_rows(text: str, vision: str, *, img_size: int | None = None, embed
 
 
 def run_params(args) -> int:
+    from mlilt.towers import check_tower_names
+
+    check_tower_names(args.text, args.vision, text_field="--text", vision_field="--vision")
     rows = parameter_rows(args.text, args.vision, img_size=args.img_size, embed_dim=args.embed_dim,
                           pretrained=not args.no_pretrained, names=args.strategy,
                           text_adapter=args.text_adapter, vision_adapter=args.vision_adapter)
@@ -113,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0
-    except (ValueError, TypeError, FileNotFoundError) as err:
+    except (ValueError, TypeError, OSError) as err:  # OSError: files, and hub ids transformers cannot reach
         print(f"mlilt {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -384,6 +384,22 @@ def build_report(results: list[ResultFile], *, baseline: str | None = None, metr
                   mlilt_version=_mlilt_version(), notes=notes)
 
 
+def headline(results: list[ResultFile], train_languages=("en",)) -> str:
+    """One line of what a comparison shows: each row's mean recall in unseen and in trained languages."""
+    table = build_report(results, metric="mean", train_languages=train_languages).table("retrieval")
+    columns = [g for g in table.mean_languages if g != "mean (all)"]
+    columns += [lang for lang in train_languages if lang in table.languages]
+
+    def cell(run: str, group: str) -> str:
+        mean, std = table.mean.at[run, (group, "mean")], table.std.at[run, (group, "mean")]
+        return f"{mean:.1f}" + ("" if math.isnan(std) else f" ± {std:.1f}")
+
+    parts = [f"{group}: " + ", ".join(f"{run} {cell(run, group)}" for run in table.mean.index) for group in columns]
+    seeds = sorted({int(n) for n in table.rows["n"]})
+    return (f"mean recall (R@1/5/10, both directions, %; n = {'/'.join(map(str, seeds))} seed(s)) -- "
+            + "; ".join(parts))
+
+
 def _leakage_notes(results: list[ResultFile]) -> list[str]:
     """A warning for each file whose test images overlap its training data and were not excluded."""
     notes = []
@@ -432,16 +448,23 @@ def _sources(report: Report) -> list[list[str]]:
     """One provenance line per result file."""
     rows = []
     for r in report.files:
-        run, leak = r.run, r.data.get("leakage") or {}
+        run, leak, settings = r.run, r.data.get("leakage") or {}, r.data.get("settings") or {}
         rows.append([str(r.path), run["name"], run["strategy"], run["text_model"], run["vision_model"],
                      f"{float(run['percent_trainable']):.2f}", str(run["seed"]), str(run.get("checkpoint", "")),
-                     str(r.data.get("num_images", "")), str(leak.get("overlap", "")), str(r.data["mlilt_version"]),
+                     str(r.data.get("num_images", "")), str(leak.get("overlap", "")),
+                     str(settings.get("precision", "")), _device(settings), str(r.data["mlilt_version"]),
                      str(r.data.get("created", ""))])
     return rows
 
 
+def _device(settings: dict) -> str:
+    """``cpu (AMD EPYC …)``; older result files, without ``device_name``, give the bare device."""
+    device, name = settings.get("device", ""), settings.get("device_name")
+    return f"{device} ({name})" if name else str(device)
+
+
 SOURCE_HEADER = ["file", "run", "strategy", "text model", "vision model", "trainable %", "seed", "checkpoint",
-                 "images", "leakage overlap", "mlilt (eval)", "evaluated"]
+                 "images", "leakage overlap", "precision", "device", "mlilt (eval)", "evaluated"]
 
 
 def _summary_lines(report: Report) -> list[str]:
@@ -604,9 +627,10 @@ def plot_table(report: Report, table: Table, path: Path) -> None:
     axes[0].set_ylabel("%")
     handles, names = axes[0].get_legend_handles_labels()
     fig.legend(handles, names, loc="outside lower center", ncols=min(2, len(runs)), fontsize="small")
+    spread = ("bars = mean over seeds, error bars = sample std" if (table.rows["n"] > 1).any()
+              else "one seed per run: no error bars")
     fig.suptitle(f"{table.title}: {report.eval_set} ({report.protocol})\n"
-                 f"mlilt {report.mlilt_version}, {report.created}; bars = mean over seeds, error bars = sample std",
-                 fontsize="medium")
+                 f"mlilt {report.mlilt_version}, {report.created}; {spread}", fontsize="medium")
     metadata = {"Software": f"mlilt report {report.mlilt_version}", "Title": table.title,
                 "Description": "\n".join(_summary_lines(report)),
                 "Source": "; ".join(str(r.path) for r in report.files)}

@@ -16,6 +16,7 @@ import contextlib
 import copy
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -34,6 +35,8 @@ ZOO_PREFIX = "zoo:"
 TEXT_TOWER_DEFAULTS_FILE = "mlilt_text_tower.json"
 # A vision `weights` directory holds its weights under this name.
 VISION_WEIGHTS_NAME = "model.safetensors"
+# A name with one of these suffixes is a local file, never a hub id.
+LOCAL_SUFFIXES = (".json", ".safetensors", ".bin", ".pth", ".pt", ".npz", ".yaml", ".yml")
 
 
 @dataclass
@@ -151,7 +154,7 @@ class TextTower(Tower):
     def from_config(cls, cfg: TextTowerConfig) -> "TextTower":
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-        cfg = dataclasses.replace(cfg, name_or_path=resolve_source(cfg.name_or_path))
+        cfg = dataclasses.replace(cfg, name_or_path=resolve_source(check_text_source(cfg.name_or_path)))
         source = Path(cfg.name_or_path)
         defaults = {}
         if source.is_dir() and (source / TEXT_TOWER_DEFAULTS_FILE).is_file():
@@ -340,6 +343,7 @@ class CNNTower(VisionTower):
 def _create_timm_model(cfg: VisionTowerConfig) -> nn.Module:
     import timm
 
+    check_timm_name(cfg.name)
     kwargs = dict(cfg.model_kwargs, num_classes=0)
     if cfg.pretrained and cfg.weights:
         weights = Path(resolve_source(cfg.weights))
@@ -360,6 +364,44 @@ def _create_timm_model(cfg: VisionTowerConfig) -> nn.Module:
             raise
         del kwargs["img_size"]  # CNNs take any input size; img_size then only shapes the transforms
         return timm.create_model(cfg.name, pretrained=cfg.pretrained, **kwargs)
+
+
+def looks_like_local_path(name: str) -> bool:
+    """Whether ``name`` can only mean a file or folder: a hub id is ``NAME`` or ``ORG/NAME``, with no suffix,
+    and a local folder named like its ORG (``runs/x``) makes ``ORG/NAME`` a path."""
+    return (name.startswith((".", "/", "~")) or name.count("/") > 1 or (os.sep != "/" and os.sep in name)
+            or Path(name).suffix in LOCAL_SUFFIXES or ("/" in name and Path(name.split("/")[0]).is_dir()))
+
+
+def check_text_source(name: str) -> str:
+    """``name``, unless it is meant as a local path that does not exist (it is then no hub id either)."""
+    if name.startswith(ZOO_PREFIX) or not looks_like_local_path(name) or Path(name).expanduser().exists():
+        return name
+    raise ValueError(f"{name}: no such file or directory; expected a model directory, a config.json, "
+                     "'zoo:NAME', or a hub id such as bert-base-multilingual-cased")
+
+
+def check_timm_name(name: str) -> str:
+    """``name``, unless timm has no such model (then the error suggests close names)."""
+    import difflib
+
+    import timm
+
+    if ":" in name or timm.is_model(name):  # hf-hub:ORG/NAME and local-dir:PATH are timm's own sources
+        return name
+    close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.75)
+    raise ValueError(f"{name!r} is not a timm model" + (f"; did you mean {', '.join(close)}?" if close
+                                                         else "; timm.list_models() lists them"))
+
+
+def check_tower_names(text: str | None, vision: str | None, *, text_field: str, vision_field: str) -> None:
+    """A one-line ValueError naming the field when a text source or a vision model name cannot be loaded."""
+    for value, check, field_name in ((text, check_text_source, text_field), (vision, check_timm_name, vision_field)):
+        if value is not None:
+            try:
+                check(value)
+            except ValueError as err:
+                raise ValueError(f"{field_name}: {err}") from None
 
 
 def resolve_source(name: str) -> str:

@@ -38,7 +38,7 @@ def parse_recipe_args(argv: list[str]):
 def main(argv: list[str] | None = None) -> int:
     try:
         train(parse_recipe_args(sys.argv[1:] if argv is None else argv))
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, OSError) as err:  # OSError: files, and hub ids transformers cannot reach
         print(f"align_english.py: error: {err}", file=sys.stderr)
         return 2
     return 0

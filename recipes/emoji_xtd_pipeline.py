@@ -7,12 +7,13 @@ adapters (``lilt_lwa``) and with every parameter (``clip``), evaluate both in ei
 
     python recipes/emoji_xtd_pipeline.py                      # what `make demo` runs
     python recipes/emoji_xtd_pipeline.py --seeds 0,1,2        # mean ± std over seeds
-    python recipes/emoji_xtd_pipeline.py --epochs 2 --out reports/emoji-xtd-quick
+    python recipes/emoji_xtd_pipeline.py --seeds 0,1,2 --out reports/emoji-xtd   # the committed report
     python recipes/emoji_xtd_pipeline.py --version 2 --runs-dir runs/emoji-xtd-v2 --out reports/local/emoji-xtd-v2
 
 Finished runs are reused (a run directory with a final model is not trained again), so an
 interrupted pipeline picks up where it stopped. Outputs: ``runs/emoji-xtd/<strategy>-s<seed>/``
-(model, metrics, ``eval/emoji-xtd_test.json``) and ``reports/emoji-xtd.{md,csv,tex,png}``.
+(model, metrics, ``eval/emoji-xtd-v1_test.json``; v2: ``emoji-xtd_all.json``) and ``reports/local/emoji-xtd.{md,csv,tex,png}``
+(git-ignored: a demo never overwrites the committed ``reports/emoji-xtd.*``).
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--version", type=int, choices=sorted(VERSIONS), default=1,
                    help="emoji-XTD version: 1 (Noto, names; default, the committed report) or 2 (three styles).")
     p.add_argument("--runs-dir", default="runs/emoji-xtd", help="Where the training runs go.")
-    p.add_argument("--out", default="reports/emoji-xtd", help="Report path prefix (.md, .csv, .tex, .png).")
+    p.add_argument("--out", default="reports/local/emoji-xtd",
+                   help="Report path prefix (.md, .csv, .tex, .png); reports/local/ is git-ignored.")
     return p.parse_args(argv)
 
 
@@ -66,7 +68,7 @@ def main(argv=None) -> int:
     from mlilt.evaluation.harness import (evaluate_retrieval, format_table, load_for_eval, load_preset,
                                           write_result)
     from mlilt.evaluation.sets import load_eval_set
-    from mlilt.report import build_report, load_results, write_report
+    from mlilt.report import build_report, headline, load_results, write_report
     from mlilt.train.config import parse_args as parse_train_args
     from mlilt.train.loop import train
 
@@ -101,10 +103,13 @@ def main(argv=None) -> int:
     print(format_table(result))
 
     stage(f"report -> {args.out}.{{md,csv,tex,png}}")
-    report = build_report(load_results(results), baseline=BASELINE if BASELINE in args.strategies else None)
-    write_report(report, args.out)
+    files = load_results(results)
+    report = build_report(files, baseline=BASELINE if BASELINE in args.strategies else None)
+    written = write_report(report, args.out)
     print(Path(f"{args.out}.md").read_text())
     print(f"pipeline wall time: {(time.perf_counter() - started) / 60:.1f} min", file=sys.stderr)
+    print(f"report: {written[0]} (also {', '.join(p.suffix for p in written[1:])})")
+    print(headline(files))
     return 0
 
 

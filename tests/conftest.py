@@ -78,6 +78,27 @@ def tiny_model_config(tiny_towers):
     return make
 
 
+@pytest.fixture(autouse=True)
+def _cpu_without_native_bf16(monkeypatch):
+    """The suite's numbers assume fp32 where ``precision="auto"`` decides: on every machine, the CPU
+    is taken to lack native bf16 (as AVX2 CPUs do). ``cpu_bf16`` runs a test as either kind of CPU."""
+    _force_native_bf16_on_cpu(monkeypatch, False)
+
+
+@pytest.fixture(params=[False, True], ids=["cpu-emulated-bf16", "cpu-native-bf16"])
+def cpu_bf16(request, monkeypatch):
+    """Run the test once as a CPU without native bf16 (AVX2) and once as one with it (AVX512-BF16/AMX)."""
+    _force_native_bf16_on_cpu(monkeypatch, request.param)
+    return request.param
+
+
+def _force_native_bf16_on_cpu(monkeypatch, native: bool) -> None:
+    from mlilt.evaluation import harness
+
+    decide = harness.native_bf16
+    monkeypatch.setattr(harness, "native_bf16", lambda device: native if device.type == "cpu" else decide(device))
+
+
 def mlilt_eval(*argv) -> int:
     """``mlilt eval ARGV`` in-process, letting its errors raise (the CLI's main would print them)."""
     import argparse

@@ -128,15 +128,15 @@ def test_eval_end_to_end_images_once_and_cached(home, tiny_run, coco_root, count
     assert set(small["text_probe"]) == {"ru", "tr"}
 
 
-def test_scores_equal_a_direct_computation(home, tiny_run, coco_root):
-    """The harness pairs line i with image i: its numbers equal encoding by hand."""
+def test_scores_equal_a_direct_computation(home, tiny_run, coco_root, cpu_bf16):
+    """The harness pairs line i with image i: its numbers equal encoding by hand (in fp32, on any CPU)."""
     from mlilt.data.transforms import eval_transform
     from mlilt.evaluation.harness import EncodeOptions, evaluate_retrieval, load_for_eval
 
     loaded = load_for_eval(tiny_run)
     xtd = load_eval_set("xtd10", data_dir=XTD10, image_root=coco_root)
-    result = evaluate_retrieval(loaded, xtd, "lilt200", ["ko"], opts=EncodeOptions(progress=False, cache=False),
-                                quiet=True)
+    opts = EncodeOptions(precision="fp32", progress=False, cache=False)
+    result = evaluate_retrieval(loaded, xtd, "lilt200", ["ko"], opts=opts, quiet=True)
     model = mlilt.load(tiny_run).eval()
     transform = eval_transform(model.vision.data_config, model.config.vision.img_size)
     with torch.inference_mode():
@@ -279,7 +279,7 @@ def test_an_xtd_shaped_set_described_by_its_yaml(home, tiny_run, tmp_path, monke
     assert result["num_images"] == 12 and set(result["results"]) >= {"en", "ru"} and "ru" in result["text_probe"]
 
 
-def test_a_jsonl_manifest_set(home, tiny_run, tmp_path):
+def test_a_jsonl_manifest_set(home, tiny_run, tmp_path, cpu_bf16):
     folder = tmp_path / "corpus"
     (folder / "img").mkdir(parents=True)
     rows = []
@@ -291,8 +291,9 @@ def test_a_jsonl_manifest_set(home, tiny_run, tmp_path):
             rows.append({"image": f"img/{i}.png", "caption": f"eine Katze {i}", "lang": "de"})
     manifest = folder / "pairs.jsonl"
     manifest.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    assert mlilt_cli("eval", tiny_run, "--eval-set", manifest, "--workers", "0", "--quiet") == 0
+    assert mlilt_cli("eval", tiny_run, "--eval-set", manifest, "--precision", "fp32", "--workers", "0", "--quiet") == 0
     result = json.loads((tiny_run / "eval" / "pairs_all.json").read_text())
+    assert result["settings"]["precision"] == "fp32"
     assert result["counts"] == {"en": {"images": 6, "captions": 12}, "de": {"images": 4, "captions": 4}}
     assert "text_probe" not in result
     # bf16 autocast runs (emulated on CPUs without native bf16) and stores fp32 embeddings.

@@ -58,3 +58,29 @@ def test_unknown_strategy_is_a_clear_error(capsys):
     assert cli.main(["params", "--text", BERT_BASE, "--vision", "deit_base_patch16_224",
                      "--no-pretrained", "--strategy", "lora"]) == 2
     assert "unknown strategy 'lora'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--text", "nope.json", "--vision", "deit_base_patch16_224"],
+     "mlilt params: error: --text: nope.json: no such file or directory; expected a model directory"),
+    (["--text", "./models/mbert", "--vision", "deit_base_patch16_224"],
+     "mlilt params: error: --text: ./models/mbert: no such file or directory"),
+    (["--text", BERT_BASE, "--vision", "deit_bse_patch16_224"],
+     "mlilt params: error: --vision: 'deit_bse_patch16_224' is not a timm model; did you mean deit_base_patch16_224"),
+])
+def test_bad_tower_names_give_one_line_naming_the_flag(argv, message, capsys):
+    assert cli.main(["params", *argv, "--no-pretrained"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1
+
+
+def test_bad_tower_names_in_a_training_config_name_the_field():
+    from mlilt.train.config import parse_args
+
+    config = parse_args(["--train_data", "x.jsonl", "--model.vision.name", "efficientnet_lite9"])
+    with pytest.raises(ValueError, match=r"^config field model\.vision\.name: 'efficientnet_lite9' is not a timm "
+                                         r"model; did you mean efficientnet_lite\d"):
+        config.validate()
+    config = parse_args(["--train_data", "x.jsonl", "--model.text.name_or_path", "configs/mbert.json"])
+    with pytest.raises(ValueError, match=r"^config field model\.text\.name_or_path: configs/mbert\.json: no such"):
+        config.validate()

@@ -228,3 +228,15 @@ def test_report_module_imports_no_torch_or_model_code(tmp_path):
             "assert 'torch' not in sys.modules, 'torch imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)
     assert (tmp_path / "r.png").exists()
+
+
+def test_headline_gives_mean_recall_per_row_in_unseen_and_trained_languages(tmp_path):
+    paths = [write(tmp_path, "a0.json", result("lwa-s0", seed=0, tr1={"en": 40, "de": 30, "sw": 20})),
+             write(tmp_path, "a1.json", result("lwa-s1", seed=1, tr1={"en": 42, "de": 32, "sw": 22})),
+             write(tmp_path, "c.json", result("clip-s0", "clip", seed=0, percent=100.0,
+                                              tr1={"en": 50, "de": 10, "sw": 10}))]
+    line = rp.headline(rp.load_results(paths))
+    # recalls(b)["mean"] = b - 1/3; unseen = mean over de, sw; seeds as mean ± sample std.
+    assert "mean (non-en): lilt_lwa 25.7 ± 1.4, clip-s0 9.7" in line
+    assert "; en: lilt_lwa 40.7 ± 1.4, clip-s0 49.7" in line
+    assert "n = 1/2 seed(s)" in line and "\n" not in line

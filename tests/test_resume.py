@@ -60,8 +60,10 @@ def test_killed_run_resumes_to_the_same_state_bit_for_bit(tiny_model_config, tmp
     whole_log, killed_log = read_metrics(whole), read_metrics(killed)
     assert [r["step"] for r in killed_log] == list(range(1, STEPS + 1))
     assert [r["loss"] for r in killed_log] == [r["loss"] for r in whole_log]
-    # Only the last 3 checkpoints stay, no temporaries, and mlilt.load reads the run.
-    assert [s for s, _ in checkpoint.list_checkpoints(killed)] == [STEPS - 4, STEPS - 2, STEPS]
+    # Only the last 3 checkpoints stay (the last step writes model/ alone), no temporaries, mlilt.load reads it.
+    assert [s for s, _ in checkpoint.list_checkpoints(killed)] == [STEPS - 6, STEPS - 4, STEPS - 2]
+    assert json.loads((killed / "model" / "trainer_state.json").read_text())["step"] == STEPS
+    assert not (killed / "model" / "state").exists()
     assert not list(killed.rglob(".tmp-*"))
     assert mlilt.load(killed).strategy.name == "lilt_lwa"
 
@@ -70,15 +72,24 @@ def test_a_run_directory_is_not_overwritten_without_resume(tiny_model_config, tm
     from mlilt.train import parse_args, train
 
     manifest = make_colour_pairs(tmp_path / "data", n=8)
-    cfg = write_yaml(tmp_path / "tiny.yaml", recipe_config(tiny_model_config("lilt_lwa"), manifest, max_steps=1))
+    cfg = write_yaml(tmp_path / "tiny.yaml", recipe_config(tiny_model_config("lilt_lwa"), manifest, max_steps=2,
+                                                           save_every=1))
     args = ["--config", str(cfg), "--run_dir", str(tmp_path / "run")]
-    run_dir = train(parse_args(args))  # in this process: one step
+    run_dir = train(parse_args(args))  # in this process: two steps
     state = json.loads((run_dir / "checkpoints" / "step_00000001" / "trainer_state.json").read_text())
     assert state["step"] == 1
     files = {p.name for p in (run_dir / "checkpoints" / "step_00000001" / "state").iterdir()}
     assert "optimizer.bin" in files and not any(name.startswith(("model", "pytorch_model")) for name in files)
+    # The last step is the final model alone: no checkpoint, no optimizer state beside it.
+    assert [s for s, _ in checkpoint.list_checkpoints(run_dir)] == [1]
+    assert sorted(p.name for p in (run_dir / "model").iterdir()) == ["model_config.json", "trained.safetensors",
+                                                                     "trainer_state.json"]
     with pytest.raises(ValueError, match="--resume"):
         train(parse_args(args))
+    # Resuming a finished run changes nothing.
+    weights = (run_dir / "model" / "trained.safetensors").read_bytes()
+    assert train(parse_args(args + ["--resume"])) == run_dir
+    assert (run_dir / "model" / "trained.safetensors").read_bytes() == weights
 
 
 def test_data_order_depends_on_seed_and_step_only():

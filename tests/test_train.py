@@ -246,9 +246,9 @@ def test_recipe_trains_on_two_processes_with_accelerate_launch(tiny_model_config
     losses = [r["loss"] for r in records]
     first, last = sum(losses[:4]) / 4, sum(losses[-4:]) / 4
     assert last < first - 0.1, losses
-    state = json.loads((run_dir / "checkpoints" / "step_00000020" / "trainer_state.json").read_text())
-    assert state["processes"] == 2 and state["skipped_images"] == 0
-    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step_00000010", "step_00000020"]
+    state = json.loads((run_dir / "model" / "trainer_state.json").read_text())
+    assert state["step"] == 20 and state["processes"] == 2 and state["skipped_images"] == 0
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step_00000010"]
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert saved["train_data"] == str(manifest) and saved["seed"] == 0 and saved["train_format"] == "jsonl"
     model = mlilt.load(run_dir)
@@ -275,7 +275,7 @@ def test_unreadable_images_are_skipped_counted_and_logged(tiny_model_config, tmp
     # 8 pairs, 8 per step: every step is one epoch and meets the broken file once.
     assert [r["skipped_images"] for r in records] == [1, 2]
     assert all(math.isfinite(r["loss"]) for r in records)
-    state = json.loads((run_dir / "checkpoints" / "step_00000002" / "trainer_state.json").read_text())
+    state = json.loads((run_dir / "model" / "trainer_state.json").read_text())
     assert state["skipped_images"] == 2
 
 
@@ -301,12 +301,11 @@ def test_streamed_shards_train_on_two_processes_and_resume(tiny_model_config, tm
                    timeout=300, ACCELERATE_USE_CPU="true")
         assert proc.returncode == 0, proc.stderr[-3000:]
         if not extra:
-            state = json.loads((run_dir / "checkpoints" / "step_00000006" / "trainer_state.json").read_text())
+            state = json.loads((run_dir / "model" / "trainer_state.json").read_text())
             assert state["streams"] == [{"epoch": 1, "position": 8}] * 2  # each process: 4 steps, then 2 more
             whole = load_file(str(run_dir / "model" / "trained.safetensors"))
             losses = [r["loss"] for r in read_metrics(run_dir)]
-            for path in (run_dir / "model", run_dir / "checkpoints" / "step_00000006"):
-                shutil.rmtree(path)
+            shutil.rmtree(run_dir / "model")  # as if killed after checkpoint step_00000003
     resumed = load_file(str(run_dir / "model" / "trained.safetensors"))
     assert [k for k in whole if not torch.equal(whole[k], resumed[k])] == []
     assert [r["loss"] for r in read_metrics(run_dir)] == losses

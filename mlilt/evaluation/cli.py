@@ -106,12 +106,14 @@ add_subparser = add_eval_parser
 
 def _load(args):
     from mlilt.evaluation.harness import load_for_eval, load_preset
+    from mlilt.towers import check_tower_names
 
     if args.run and args.preset:
         raise ValueError("give RUN or --preset, not both")
     if args.preset:
         if not args.text or not args.vision:
             raise ValueError("--preset needs --text and --vision (the base models)")
+        check_tower_names(args.text, args.vision, text_field="--text", vision_field="--vision")
         return load_preset(args.preset, args.text, args.vision, img_size=args.img_size,
                            vision_weights=args.vision_weights, embed_dim=args.embed_dim, seed=args.seed,
                            max_length=args.max_length, vision_kwargs=args.vision_kwargs)

@@ -92,6 +92,30 @@ def native_bf16(device: torch.device) -> bool:
     return False
 
 
+def describe_device(device: torch.device) -> dict:
+    """What a result file records about the hardware: device, its model name, whether bf16 is native."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    elif device.type == "cpu":
+        name = _cpu_model_name()
+    else:
+        name = device.type
+    return {"device": str(device), "device_name": name, "native_bf16": native_bf16(device)}
+
+
+def _cpu_model_name() -> str:
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "cpu"
+
+
 def autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
@@ -463,7 +487,7 @@ def evaluate_retrieval(loaded: LoadedModel, eval_set: EvalSet, protocol: str | N
            if text_probe is not None else {}),
         "timings": {"image_encoding_s": round(image_seconds, 3), "text_encoding_s": round(text_seconds, 3)},
         "cache": {"images": image_cache, "texts": text_cache},
-        "settings": {"device": str(opts.torch_device()), "precision": precision, "batch_size": opts.batch_size,
+        "settings": {**describe_device(opts.torch_device()), "precision": precision, "batch_size": opts.batch_size,
                      "text_batch_size": opts.text_batch_size, "tie_rule": "pessimistic"},
         "notes": notes,
     }

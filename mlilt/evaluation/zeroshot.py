@@ -31,8 +31,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from mlilt.evaluation.harness import (EmbeddingCache, EncodeOptions, LoadedModel, encode_images, encode_texts,
-                                      image_transform, sha_lines)
+from mlilt.evaluation.harness import (EmbeddingCache, EncodeOptions, LoadedModel, describe_device, encode_images,
+                                      encode_texts, image_transform, sha_lines)
 from mlilt.evaluation.retrieval import topk_accuracy
 from mlilt.evaluation.sets import LANGUAGE_CODE, EvalSetError, check_language_code, read_lines
 
@@ -199,7 +199,7 @@ def evaluate_zeroshot(loaded: LoadedModel, dataset: str | os.PathLike, langs: li
         "results": results, "templates": prompts, "classnames": names,
         "timings": {"image_encoding_s": round(image_seconds, 3), "text_encoding_s": round(text_seconds, 3)},
         "cache": {"images": image_cache},
-        "settings": {"device": str(opts.torch_device()), "precision": opts.resolved_precision(),
+        "settings": {**describe_device(opts.torch_device()), "precision": opts.resolved_precision(),
                      "top5_k": min(5, len(classes)), "tie_rule": "pessimistic"},
         "notes": list(loaded.notes),
     }

@@ -5,11 +5,14 @@
         trainer_state.json                        step, epoch, images skipped, ... (the data position)
         state/                                    Accelerate ``save_state``: optimizer, scheduler,
                                                   per-process RNG, grad scaler -- model weights left out
-    RUN_DIR/model/                                the final model (``mlilt.load(RUN_DIR)``)
+    RUN_DIR/model/                                the final model (``mlilt.load(RUN_DIR)``) and its
+                                                  trainer_state.json; no optimizer state
 
 The frozen base weights are never written: they are rebuilt from the names in ``model_config.json``.
 Every directory is written under a temporary name and renamed when complete, so a killed run leaves
-either a whole checkpoint or none; ``latest_checkpoint`` only sees whole ones.
+either a whole checkpoint or none; ``latest_checkpoint`` only sees whole ones. Checkpoints are for
+resuming, so the last step writes only ``model/``: a finished run keeps no optimizer state (for
+``clip`` on e5-small that is ~1 GB) and no second copy of its weights.
 
     >>> path = save_checkpoint(accelerator, model, run_dir, step=100, state={"step": 100}, keep=3)
     >>> state = load_checkpoint(accelerator, model, latest_checkpoint(run_dir))
@@ -107,13 +110,14 @@ def load_checkpoint(accelerator, model: DualEncoder, path: str | Path) -> dict:
     return json.loads((path / TRAINER_STATE_NAME).read_text())
 
 
-def save_final_model(accelerator, model: DualEncoder, run_dir: str | Path) -> Path:
-    """``RUN_DIR/model/``: the trained model, written under a temporary name and renamed (main process)."""
+def save_final_model(accelerator, model: DualEncoder, run_dir: str | Path, state: dict) -> Path:
+    """``RUN_DIR/model/``: the trained model and its trainer state, written atomically (main process)."""
     final = Path(run_dir) / FINAL_MODEL_DIR
     if accelerator.is_main_process:
         tmp = Path(run_dir) / f"{_TMP_PREFIX}{FINAL_MODEL_DIR}"
         shutil.rmtree(tmp, ignore_errors=True)
         model.save_trained(tmp)
+        (tmp / TRAINER_STATE_NAME).write_text(json.dumps(state, indent=2))
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)

@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 
 from mlilt.model import ModelConfig
-from mlilt.towers import TextTowerConfig, VisionTowerConfig
+from mlilt.towers import TextTowerConfig, VisionTowerConfig, check_tower_names
 
 RUN_CONFIG_NAME = "config.yaml"
 MIXED_PRECISION = ("no", "fp16", "bf16")
@@ -104,7 +104,7 @@ class TrainConfig:
     # ---- logging and checkpoints
     log_every: int = field(default=10, metadata={"help": "Log metrics every this many optimizer steps."})
     save_every: int = field(default=1000, metadata={
-        "help": "Checkpoint every this many optimizer steps (and at the end)."})
+        "help": "Checkpoint every this many optimizer steps, to resume from; the last step writes model/ only."})
     keep_checkpoints: int = field(default=3, metadata={"help": "Keep the last this many checkpoints (0: keep all)."})
     tensorboard: bool = field(default=True, metadata={
         "help": "Also log to TensorBoard when it is installed (metrics.jsonl is always written)."})
@@ -130,6 +130,8 @@ class TrainConfig:
             self.model.resolved_strategy()
         except ValueError as err:
             raise ValueError(f"config field model: {err}") from None
+        check_tower_names(self.model.text.name_or_path, self.model.vision.name,
+                          text_field="config field model.text.name_or_path", vision_field="config field model.vision.name")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

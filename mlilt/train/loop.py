@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mlilt.model import FINAL_MODEL_DIR, DualEncoder, build_model
+from mlilt.model import CONFIG_NAME, FINAL_MODEL_DIR, DualEncoder, build_model
 from mlilt.train import checkpoint
 from mlilt.train.batches import IndexedBatches, StreamedBatches, mixed_seed
 from mlilt.train.config import RUN_CONFIG_NAME, TrainConfig, save_yaml
@@ -289,6 +289,9 @@ def train(config: TrainConfig) -> Path:
     config.validate()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     run_dir = Path(config.run_dir)
+    if config.resume and (run_dir / FINAL_MODEL_DIR / CONFIG_NAME).is_file():
+        logger.warning("%s has finished (its %s/ is written): nothing to resume", run_dir, FINAL_MODEL_DIR)
+        return run_dir
     accelerator = Accelerator(mixed_precision=config.mixed_precision, log_with=_trackers(config),
                               project_dir=str(run_dir), step_scheduler_with_optimizer=False,
                               kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)])
@@ -340,6 +343,7 @@ def train(config: TrainConfig) -> Path:
                     disable=not accelerator.is_local_main_process)
     window: list[torch.Tensor] = []
     window_start = time.perf_counter()
+    state = dict(saved or {}, step=step)  # a checkpoint of an older mlilt may hold the last step already
     while step < total_steps:
         micro = data.next_step()
         skipped_here = sum(per_process if b is None else int(b["skipped"]) for b in micro)
@@ -361,18 +365,19 @@ def train(config: TrainConfig) -> Path:
             window, window_start = [], time.perf_counter()
         progress.update(1)
         if step % config.save_every == 0 or step == total_steps:
-            state = {"total_steps": total_steps, "skipped_images": skipped, "processes": world,
+            state = {"step": step, "total_steps": total_steps, "skipped_images": skipped, "processes": world,
                      "batch_size": config.batch_size}
             if isinstance(data, StreamedBatches):
                 state["streams"] = gather_object([data.state()])  # every process's own position, by rank
             else:
                 state.update(data.state())
-            checkpoint.save_checkpoint(accelerator, model, run_dir, step, state, keep=config.keep_checkpoints)
+            if step < total_steps:  # the last step's state goes with the final model (no optimizer state)
+                checkpoint.save_checkpoint(accelerator, model, run_dir, step, state, keep=config.keep_checkpoints)
     del data
     progress.close()
     if skipped:
         logger.warning("%d unreadable images were skipped", skipped)
-    checkpoint.save_final_model(accelerator, model, run_dir)
+    checkpoint.save_final_model(accelerator, model, run_dir, state)
     # Drop every reference to the wrapped model before the process group goes (gloo aborts otherwise).
     del t, model, collate
     accelerator.free_memory()
