@@ -742,7 +742,7 @@ def plot_strategy_summary(table: Table, path: Path, *, english: str = "en", titl
 
     other = next(g for g, _ in table.mean.columns if str(g).startswith("mean (non-"))
     runs = list(table.mean.index)
-    fig = Figure(figsize=(7.5, 1.2 + 0.45 * len(runs)), layout="constrained")
+    fig = Figure(figsize=(7.5, 1.6 + 0.45 * len(runs)), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.subplots()
     y = np.arange(len(runs))
@@ -751,13 +751,14 @@ def plot_strategy_summary(table: Table, path: Path, *, english: str = "en", titl
         means = table.mean[(group, "mean")].to_numpy(dtype=float)
         stds = np.nan_to_num(table.std[(group, "mean")].to_numpy(dtype=float))
         ax.barh(y + offset, means, 0.38, xerr=stds, color=colour, label=name, capsize=2)
-        for yi, m in zip(y + offset, means):
-            ax.text(m, yi, f" {m:.1f}", va="center", fontsize="x-small")
+        for yi, m, s in zip(y + offset, means, stds):
+            ax.text(m + s, yi, f"  {m:.1f}", va="center", fontsize="x-small")
     ax.set_yticks(y, [f"{r} ({table.rows.at[r, 'percent_trainable']:.2f}%)" for r in runs])
     ax.invert_yaxis()
     ax.set_xlabel("mean recall (TR/IR @1/5/10), % — bars: mean over seeds, whiskers: std")
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(loc="lower right", fontsize="small")
+    ax.margins(x=0.12)  # room for the value labels
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize="small")
     ax.set_title(title or table.title, fontsize="medium")
     fig.savefig(path, dpi=110, metadata={"Software": f"mlilt report {_mlilt_version()}", "Title": title})
 
