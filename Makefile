@@ -1,7 +1,8 @@
 # The README's two commands: `make demo` (the main job) and `make test` (the test suite).
 PYTHON ?= python3
-# Debian packages emoji-XTD is built from (Noto Color Emoji, CLDR annotations; raqm/fribidi for Pillow's layout).
-SYSTEM_PACKAGES = fonts-noto-color-emoji unicode-cldr-core libraqm0
+# Debian packages emoji-XTD is built from (Noto Color Emoji, CLDR annotations; raqm/fribidi for Pillow's layout;
+# npm fetches v2's Twemoji images, `npm pack emoji-datasource-twitter@16.0.0`).
+SYSTEM_PACKAGES = fonts-noto-color-emoji unicode-cldr-core libraqm0 npm
 
 .PHONY: install system-deps demo test
 

