@@ -7,7 +7,8 @@ adapters (``lilt_lwa``) and with every parameter (``clip``), evaluate both in ei
 
     python recipes/emoji_xtd_pipeline.py                      # what `make demo` runs
     python recipes/emoji_xtd_pipeline.py --seeds 0,1,2        # mean ± std over seeds
-    python recipes/emoji_xtd_pipeline.py --seeds 0,1,2 --out reports/emoji-xtd   # the committed report
+    python recipes/emoji_xtd_pipeline.py --seeds 0,1,2 --method-config recipes/configs/emoji_xtd_v1.yaml \
+        --runs-dir runs/emoji-xtd-report --out reports/emoji-xtd     # the committed report (deep vision adapter)
     python recipes/emoji_xtd_pipeline.py --version 2 --runs-dir runs/emoji-xtd-v2 --out reports/local/emoji-xtd-v2
 
 Finished runs are reused (a run directory with a final model is not trained again), so an
@@ -38,6 +39,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seeds", default="0", help="Comma-separated training seeds (each strategy once per seed).")
     p.add_argument("--strategies", default=",".join(CONFIGS), help="Comma-separated subset of " + ", ".join(CONFIGS))
     p.add_argument("--epochs", type=int, default=None, help="Override the configs' epochs.")
+    p.add_argument("--method-config", default=CONFIGS["lilt_lwa"],
+                   help="Training config of lilt_lwa (default %(default)s; the committed report used "
+                        "recipes/configs/emoji_xtd_v1.yaml, a deep vision adapter).")
     p.add_argument("--version", type=int, choices=sorted(VERSIONS), default=1,
                    help="emoji-XTD version: 1 (Noto, names; default, the committed report) or 2 (three styles).")
     p.add_argument("--runs-dir", default="runs/emoji-xtd", help="Where the training runs go.")
@@ -73,11 +77,12 @@ def main(argv=None) -> int:
     from mlilt.train.loop import train
 
     eval_set = load_eval_set(eval_name)
+    configs = dict(CONFIGS, lilt_lwa=args.method_config)
     results = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         for strategy in args.strategies.split(","):
             run_dir = Path(args.runs_dir) / f"{strategy}-s{seed}"
-            overrides = ["--config", str(repo / CONFIGS[strategy]), "--seed", str(seed), "--run_dir", str(run_dir),
+            overrides = ["--config", str(repo / configs[strategy]), "--seed", str(seed), "--run_dir", str(run_dir),
                          "--train_data", train_data]
             if args.epochs:
                 overrides += ["--epochs", str(args.epochs)]
@@ -95,7 +100,7 @@ def main(argv=None) -> int:
     # The base encoders with nothing trained: its image-text recall is chance (random projections), but
     # its text probe is the multilingual knowledge the trained runs started from.
     stage("base models, untrained (reference for the text probe)")
-    towers = parse_train_args(["--config", str(repo / CONFIGS["lilt_lwa"])]).model
+    towers = parse_train_args(["--config", str(repo / configs["lilt_lwa"])]).model
     base = load_preset("frozen", towers.text.name_or_path, towers.vision.name, vision_weights=towers.vision.weights,
                        img_size=towers.vision.img_size, max_length=towers.text.max_length, embed_dim=towers.embed_dim)
     result = evaluate_retrieval(base, eval_set, protocol)
