@@ -133,7 +133,7 @@ def emoji_like(tmp_path, monkeypatch):
 
 
 def write_emoji_like(home: Path) -> tuple[Path, list[str]]:
-    """Write the emoji-xtd-shaped set into ``home/data/emoji-xtd``."""
+    """Write the emoji-xtd-shaped set where emoji-XTD v1 lives, ``home/data/emoji-xtd``."""
     from PIL import Image
 
     root = home / "data" / "emoji-xtd"

@@ -24,8 +24,8 @@ def evaluated_run(tmp_path, tiny_model_config, emoji_like):
     run = tmp_path / "runs" / "emoji-xtd" / "lilt_lwa-s3"
     torch.manual_seed(3)
     build_model(tiny_model_config("lilt_lwa")).save_trained(run / "model")
-    (run / "config.yaml").write_text(yaml.safe_dump({"train_data": "emoji-xtd", "seed": 3, "strategy": "lilt_lwa"}))
-    assert mlilt_eval(run, "--eval-set", "emoji-xtd", "--precision", "fp32", "--workers", "0", "--quiet") == 0
+    (run / "config.yaml").write_text(yaml.safe_dump({"train_data": "emoji-xtd-v1", "seed": 3, "strategy": "lilt_lwa"}))
+    assert mlilt_eval(run, "--eval-set", "emoji-xtd-v1", "--precision", "fp32", "--workers", "0", "--quiet") == 0
     return run
 
 
@@ -69,8 +69,8 @@ def test_export_folder_card_and_reload(evaluated_run, tmp_path, capsys):
     assert 'mlilt.load("acme/tiny-lilt")' in body
 
     # The card's table is the eval file's numbers.
-    result = json.loads((evaluated_run / "eval" / "emoji-xtd_test.json").read_text())
-    table = card_tables(body)["emoji-xtd_test.json"]
+    result = json.loads((evaluated_run / "eval" / "emoji-xtd-v1_test.json").read_text())
+    table = card_tables(body)["emoji-xtd-v1_test.json"]
     keys = ["TR@1", "TR@5", "TR@10", "IR@1", "IR@5", "IR@10", "mean"]
     assert table == {lang: [round(scores[k], 2) for k in keys] for lang, scores in result["results"].items()}
 
@@ -126,7 +126,7 @@ def test_hub_id_from_an_offline_cache(evaluated_run, tmp_path, monkeypatch, caps
     # mlilt eval takes the id too: the set it was trained on (config.yaml went along), results in ./eval.
     monkeypatch.chdir(tmp_path)
     assert mlilt_eval("acme/tiny-lilt", "--langs", "ru", "--precision", "fp32", "--workers", "0", "--quiet") == 0
-    result = json.loads((tmp_path / "eval" / "acme--tiny-lilt_emoji-xtd_test.json").read_text())
+    result = json.loads((tmp_path / "eval" / "acme--tiny-lilt_emoji-xtd-v1_test.json").read_text())
     assert result["run"]["name"] == "acme/tiny-lilt" and set(result["results"]) == {"ru"}
     assert (cache / "models--acme--tiny-lilt" / "snapshots" / revision / "eval").exists() is False
 
@@ -141,16 +141,16 @@ def test_eval_without_a_run_takes_the_latest_on_its_training_set(evaluated_run, 
                                                                  monkeypatch, capsys):
     older = tmp_path / "runs" / "emoji-xtd" / "clip-s0"
     build_model(tiny_model_config("clip")).save_trained(older / "model")
-    (older / "config.yaml").write_text(yaml.safe_dump({"train_data": "emoji-xtd", "seed": 0}))
+    (older / "config.yaml").write_text(yaml.safe_dump({"train_data": "emoji-xtd-v1", "seed": 0}))
     os.utime(older / "model" / "model_config.json", ns=(1, 1))  # written long ago
     monkeypatch.chdir(tmp_path)
-    (evaluated_run / "eval" / "emoji-xtd_test.json").unlink()
+    (evaluated_run / "eval" / "emoji-xtd-v1_test.json").unlink()
     capsys.readouterr()
     assert mlilt_eval("--langs", "ru", "--precision", "fp32", "--workers", "0", "--quiet") == 0
     err = capsys.readouterr().err
     assert "most recent run under ./runs: runs/emoji-xtd/lilt_lwa-s3" in err
-    result = json.loads((evaluated_run / "eval" / "emoji-xtd_test.json").read_text())
-    assert result["eval_set"] == "emoji-xtd" and set(result["results"]) == {"ru"}
+    result = json.loads((evaluated_run / "eval" / "emoji-xtd-v1_test.json").read_text())
+    assert result["eval_set"] == "emoji-xtd-v1" and set(result["results"]) == {"ru"}
     assert not (older / "eval").exists()
 
 

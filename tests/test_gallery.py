@@ -35,8 +35,8 @@ def test_eval_records_top5_and_report_draws_the_gallery(emoji_like, tiny_model_c
     root, names = emoji_like
     runs = [make_run(tmp_path / f"lwa-{s}", tiny_model_config, s) for s in (1, 2)]
     for run in runs:
-        assert mlilt_eval(run, "--eval-set", "emoji-xtd", "--precision", "fp32", "--workers", "0", "--quiet") == 0
-    result = json.loads((runs[0] / "eval" / "emoji-xtd_test.json").read_text())
+        assert mlilt_eval(run, "--eval-set", "emoji-xtd-v1", "--precision", "fp32", "--workers", "0", "--quiet") == 0
+    result = json.loads((runs[0] / "eval" / "emoji-xtd-v1_test.json").read_text())
     record = result["gallery"]
     assert [q["target"] for q in record["queries"]] == [names[i] for i in (1, 4, 7, 10)]
 
@@ -56,7 +56,7 @@ def test_eval_records_top5_and_report_draws_the_gallery(emoji_like, tiny_model_c
     assert record["images"][names[1]] == str(root / "images" / names[1])
 
     # The report draws it beside the tables and links it from the Markdown.
-    files = [run / "eval" / "emoji-xtd_test.json" for run in runs]
+    files = [run / "eval" / "emoji-xtd-v1_test.json" for run in runs]
     written = rp.write_report(rp.build_report(rp.load_results(files), group_by="run"), tmp_path / "reports" / "demo")
     png = tmp_path / "reports" / "demo.gallery.png"
     assert png in written
@@ -91,7 +91,7 @@ def test_report_without_recorded_galleries_has_none(tmp_path):
 def test_a_language_added_later_joins_the_recorded_gallery(emoji_like, tiny_model_config, tmp_path):
     run = make_run(tmp_path / "lwa", tiny_model_config, 1)
     for lang in ("en", "ru"):
-        assert mlilt_eval(run, "--eval-set", "emoji-xtd", "--langs", lang, "--no-probe", "--precision", "fp32",
+        assert mlilt_eval(run, "--eval-set", "emoji-xtd-v1", "--langs", lang, "--no-probe", "--precision", "fp32",
                           "--workers", "0", "--quiet") == 0
-    record = json.loads((run / "eval" / "emoji-xtd_test.json").read_text())["gallery"]
+    record = json.loads((run / "eval" / "emoji-xtd-v1_test.json").read_text())["gallery"]
     assert all(set(q["top"]) == {"en", "ru"} and set(q["captions"]) == {"en", "ru"} for q in record["queries"])

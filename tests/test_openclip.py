@@ -77,9 +77,9 @@ def collate(batch):  # clip_benchmark.datasets.builder.image_captions_collate_fn
 @pytest.mark.parametrize("lang", ["en", "ru"])
 def test_clip_benchmark_recalls_equal_mlilt_eval(run, lang):
     root = run.parent / "home" / "data" / "emoji-xtd"
-    assert mlilt_eval(run, "--eval-set", "emoji-xtd", "--langs", lang, "--precision", "fp32", "--workers", "0",
+    assert mlilt_eval(run, "--eval-set", "emoji-xtd-v1", "--langs", lang, "--precision", "fp32", "--workers", "0",
                       "--quiet", "--no-cache") == 0
-    ours = json.loads((run / "eval" / "emoji-xtd_test.json").read_text())["results"][lang]
+    ours = json.loads((run / "eval" / "emoji-xtd-v1_test.json").read_text())["results"][lang]
 
     model, preprocess_train, preprocess_val = mlilt.create_model_and_transforms(run)
     tokenizer = mlilt.get_tokenizer(run)

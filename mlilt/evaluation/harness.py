@@ -529,8 +529,8 @@ def average_results(protocol: str, parts: dict[str, dict]) -> dict:
                     "excluded": any(leak.get("excluded") for leak in leaks),
                     "excluded_count": sum(leak.get("excluded_count", 0) for leak in leaks)},
         "timings": {k: round(sum(r["timings"][k] for r in done), 3) for k in first["timings"]},
-        "cache": {"images": ", ".join(f"{name} {r['cache']['images']}" for name, r in parts.items()),
-                  "texts": {name: r["cache"]["texts"] for name, r in parts.items()}},
+        "cache": {"images": ", ".join(f"{name} {r['cache'].get('images')}" for name, r in parts.items()),
+                  "texts": {name: r["cache"].get("texts") for name, r in parts.items()}},
         "notes": list(dict.fromkeys(n for r in done for n in r.get("notes", []))),
         "protocols": {name: {k: r[k] for k in ("num_images", "results", "counts", "text_probe", "leakage")
                              if k in r} for name, r in parts.items()},
