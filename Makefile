@@ -1,14 +1,17 @@
 # The README's two commands: `make demo` (the main job) and `make test` (the test suite).
 PYTHON ?= python3
-# Debian packages emoji-XTD is built from (Noto Color Emoji, CLDR annotations; raqm/fribidi for Pillow's layout;
-# npm fetches v2's Twemoji images, `npm pack emoji-datasource-twitter@16.0.0`).
-SYSTEM_PACKAGES = fonts-noto-color-emoji unicode-cldr-core libraqm0 npm
+# Debian packages emoji-XTD is built from (Noto Color Emoji, CLDR annotations; raqm/fribidi for Pillow's layout).
+SYSTEM_PACKAGES = fonts-noto-color-emoji unicode-cldr-core libraqm0
 
 .PHONY: install system-deps demo test
 
 system-deps:
 	@dpkg -s $(SYSTEM_PACKAGES) >/dev/null 2>&1 || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES); }
+	@# npm fetches v2's Twemoji (npm pack emoji-datasource-twitter@16.0.0). Any npm will do: a NodeSource nodejs ships its own, and Debian's
+	@# npm package conflicts with it, so the command is checked rather than the package.
+	@command -v npm >/dev/null 2>&1 || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm; }
 
 # CLIP_benchmark for tests/test_openclip.py: only its metrics module is used, which needs torch and tqdm;
 # --no-deps keeps out what the rest of it pulls in (open_clip, scikit-learn, pycocoevalcap, webdataset pins).
