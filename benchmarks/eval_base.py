@@ -134,8 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     from mlilt.evaluation.harness import cache_dir
 
     langs = args.langs.split(",") if args.langs else None
-    eval_set = xtd_files if args.images is None else subset(xtd_files, args.protocol, args.images, langs,
-                                                            work / f"xtd10_first{args.images}.jsonl")
+    eval_set, protocol = xtd_files, args.protocol
+    if args.images is not None:
+        eval_set = subset(xtd_files, args.protocol, args.images, langs, work / f"xtd10_first{args.images}.jsonl")
+        protocol = eval_set.default_protocol  # a manifest set has one protocol, 'all'
     opts = EncodeOptions(device=args.device, precision=args.precision, batch_size=args.batch_size,
                          text_batch_size=args.text_batch_size, workers=args.workers, cache=True,
                          progress=sys.stderr.isatty())
@@ -143,17 +145,17 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(args.repeats):
         shutil.rmtree(cache_dir(), ignore_errors=True)  # the first pass pays the full cost
         start = time.perf_counter()
-        result = evaluate_retrieval(loaded, eval_set, args.protocol, langs, opts=opts, quiet=True)
+        result = evaluate_retrieval(loaded, eval_set, protocol, langs, opts=opts, quiet=True)
         colds.append((time.perf_counter() - start, result))
     start = time.perf_counter()
-    rerun = evaluate_retrieval(loaded, eval_set, args.protocol, langs, opts=opts, quiet=True)
+    rerun = evaluate_retrieval(loaded, eval_set, protocol, langs, opts=opts, quiet=True)
     timings = {"cold": min(colds, key=lambda c: c[0]), "rerun": (time.perf_counter() - start, rerun)}
     print(format_table(timings["cold"][1]), flush=True)
 
     cold_wall, cold = timings["cold"]
     n_captions = sum(c["captions"] for c in cold["counts"].values())
     image_s, text_s = cold["timings"]["image_encoding_s"], cold["timings"]["text_encoding_s"]
-    print(f"\n=== mlilt eval, XTD10 {args.protocol}, BERT-base + DeiT-B (random weights), "
+    print(f"\n=== mlilt eval, XTD10 {protocol if args.images is None else f'first {args.images} images'}, BERT-base + DeiT-B (random weights), "
           f"{args.img_size} px, precision {cold['settings']['precision']}, device {cold['settings']['device']} ===")
     print(f"images:  {cold['num_images']} in {image_s:.1f} s  ({1000 * image_s / cold['num_images']:.0f} ms/image, "
           f"batch {args.batch_size}, {args.workers} decode worker(s))")
@@ -163,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     rerun_wall, rerun = timings["rerun"]
     print(f"rerun:   {rerun_wall:.1f} s wall with the embedding cache (images {rerun['cache']['images']})")
 
-    bare_image_s, bare_text_s = bare_loops(loaded.model, eval_set, args.protocol, cold, opts, args.repeats)
+    bare_image_s, bare_text_s = bare_loops(loaded.model, eval_set, protocol, cold, opts, args.repeats)
     image_s = min(c["timings"]["image_encoding_s"] for _, c in colds)
     text_s = min(c["timings"]["text_encoding_s"] for _, c in colds)
     print(f"limit (bare loop: same model, preprocessed tensors, inference_mode, same batches, no DataLoader), "

@@ -116,17 +116,19 @@ def count_flops(dual, batch: dict) -> dict:
     from mlilt.train.loss import contrastive_loss
 
     model = ContrastiveModel(dual)
-    counts = {}
-    with FlopCounterMode(display=False) as forward:
-        loss = contrastive_loss(*model(batch["pixels"], batch["input_ids"], batch["attention_mask"]))
-    with FlopCounterMode(display=False) as backward:
-        loss.backward()
-    for phase, mode in (("forward", forward), ("backward", backward)):
-        per_module = mode.get_flop_counts()
+
+    def adapter_flops(per_module: dict) -> int:
         # Module counts include their submodules: take each adapter once, at the adapter itself.
-        adapters = sum(sum(ops.values()) for name, ops in per_module.items() if name.endswith(".adapter"))
-        counts[f"{phase}_flops"] = mode.get_total_flops()
-        counts[f"{phase}_adapter_flops"] = adapters
+        return sum(sum(ops.values()) for name, ops in per_module.items() if name.endswith(".adapter"))
+
+    # One counter for both passes: it attributes backward FLOPs to modules through hooks set in forward.
+    with FlopCounterMode(display=False) as mode:
+        loss = contrastive_loss(*model(batch["pixels"], batch["input_ids"], batch["attention_mask"]))
+        forward, forward_adapters = mode.get_total_flops(), adapter_flops(mode.get_flop_counts())
+        loss.backward()
+        total, total_adapters = mode.get_total_flops(), adapter_flops(mode.get_flop_counts())
+    counts = {"forward_flops": forward, "forward_adapter_flops": forward_adapters,
+              "backward_flops": total - forward, "backward_adapter_flops": total_adapters - forward_adapters}
     dual.zero_grad(set_to_none=True)
     counts["flops"] = counts["forward_flops"] + counts["backward_flops"]
     counts["adapter_flops"] = counts["forward_adapter_flops"] + counts["backward_adapter_flops"]
@@ -327,6 +329,9 @@ def memory_budget(args, strategies: list[str], argv: list[str]) -> int:
                          "check_predicted_mb": predicted, "check_measured_mb": measured[args.check_batch],
                          "check_error": predicted / measured[args.check_batch] - 1, "budget_gb": args.memory_budget,
                          "largest_batch": largest})
+            print(f"{strategy} (gradient checkpointing {'on' if checkpointing else 'off'}): measured MB {measured}, "
+                  f"fit {fixed:.0f} + {per_sample:.1f} x batch, largest batch under {args.memory_budget:g} GB: "
+                  f"{largest}", file=sys.stderr, flush=True)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
