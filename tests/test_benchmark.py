@@ -38,7 +38,7 @@ def test_memory_budget_fits_a_line_and_checks_it_on_a_held_out_batch(tiny_towers
                 "--vision", TINY_VIT["name"], "--img-size", str(TINY_VIT["img_size"]),
                 "--vision-kwargs", json.dumps(TINY_VIT["model_kwargs"]), "--no-pretrained", "--text-length", "8",
                 "--strategies", "lilt_lwa", "--threads", "1", "--memory-budget", "1", "--fit-batches", "1,4",
-                "--check-batch", "2", "--json"], timeout=240)
+                "--check-batch", "2", "--json"], timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = json.loads(proc.stdout)
     assert [(r["strategy"], r["gradient_checkpointing"]) for r in rows] == [("lilt_lwa", False), ("lilt_lwa", True)]
