@@ -64,8 +64,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA if available.")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads in the child (default: torch's).")
     p.add_argument("--timeout", type=float, default=7200, help="Seconds allowed per strategy.")
+    p.add_argument("--compile", action="store_true",
+                   help="Also run each strategy compiled (Accelerate's dynamo_backend inductor), beside eager.")
+    p.add_argument("--no-flops", action="store_true", help="Skip the FLOP count (one extra eager step per strategy).")
+    p.add_argument("--profile", type=int, default=0, metavar="ROWS",
+                   help="torch.profiler over one more step; print its top ROWS ops by self time.")
+    p.add_argument("--memory-budget", type=float, default=None, metavar="GB",
+                   help="Fit peak memory = fixed + per-sample x batch per strategy (with and without gradient "
+                        "checkpointing) and print the largest batch under GB (GB = 2**30 bytes).")
+    p.add_argument("--fit-batches", default="1,2,4", help="Batches the memory fit is measured at.")
+    p.add_argument("--check-batch", type=int, default=8, help="Batch measured to check the fit (not fitted on).")
     p.add_argument("--json", action="store_true", help="Print a JSON list instead of the table.")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)  # internal: run one strategy
+    p.add_argument("--child-mode", default="eager", help=argparse.SUPPRESS)  # internal: eager | compiled
     return p
 
 
@@ -97,6 +108,51 @@ def _peak_rss_mb(reset_ok: bool) -> tuple[float, str]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rss_lifetime"
 
 
+def count_flops(dual, batch: dict) -> dict:
+    """FLOPs of one forward and one backward (FlopCounterMode), split into adapters and the rest."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from mlilt.train.loop import ContrastiveModel
+    from mlilt.train.loss import contrastive_loss
+
+    model = ContrastiveModel(dual)
+
+    def adapter_flops(per_module: dict) -> int:
+        # Module counts include their submodules: take each adapter once, at the adapter itself.
+        return sum(sum(ops.values()) for name, ops in per_module.items() if name.endswith(".adapter"))
+
+    # One counter for both passes: it attributes backward FLOPs to modules through hooks set in forward.
+    with FlopCounterMode(display=False) as mode:
+        loss = contrastive_loss(*model(batch["pixels"], batch["input_ids"], batch["attention_mask"]))
+        forward, forward_adapters = mode.get_total_flops(), adapter_flops(mode.get_flop_counts())
+        loss.backward()
+        total, total_adapters = mode.get_total_flops(), adapter_flops(mode.get_flop_counts())
+    counts = {"forward_flops": forward, "forward_adapter_flops": forward_adapters,
+              "backward_flops": total - forward, "backward_adapter_flops": total_adapters - forward_adapters}
+    dual.zero_grad(set_to_none=True)
+    counts["flops"] = counts["forward_flops"] + counts["backward_flops"]
+    counts["adapter_flops"] = counts["forward_adapter_flops"] + counts["backward_adapter_flops"]
+    counts["tower_flops"] = counts["flops"] - counts["adapter_flops"]  # tower matmuls, attention, head
+    return counts
+
+
+def profile_step(t, batch: dict, rows: int) -> str:
+    """torch.profiler table of one training step, top ``rows`` ops by self CPU (or CUDA) time."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from mlilt.train.loop import training_step
+
+    cuda = torch.cuda.is_available() and batch["pixels"].is_cuda
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        training_step(t, [batch])
+        if cuda:
+            torch.cuda.synchronize()
+    key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    return prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=48)
+
+
 def run_child(args) -> dict:
     import gc
 
@@ -126,7 +182,9 @@ def run_child(args) -> dict:
     config = TrainConfig(model=model_config, batch_size=args.batch, warmup_steps=0,
                          mixed_precision={"fp32": "no"}.get(args.precision, args.precision),
                          gradient_checkpointing=args.gradient_checkpointing)
-    accelerator = Accelerator(cpu=not cuda, mixed_precision=config.mixed_precision)
+    compiled = args.child_mode == "compiled"
+    accelerator = Accelerator(cpu=not cuda, mixed_precision=config.mixed_precision,
+                              dynamo_backend="inductor" if compiled else "no")
     t = prepare_training(accelerator, model, config, total_steps=steps)
 
     generator = torch.Generator().manual_seed(0)
@@ -162,9 +220,17 @@ def run_child(args) -> dict:
         peak_mb, peak_kind = torch.cuda.max_memory_allocated() / MIB, "cuda_max_allocated"
     else:
         peak_mb, peak_kind = _peak_rss_mb(reset_ok)
+    extra = {}
+    if not args.no_flops:
+        extra.update(count_flops(t.dual, {k: v.to(accelerator.device) for k, v in batch.items()}))
+        extra["flop_per_s"] = extra["flops"] / min(times) if times else float("nan")
+    if args.profile:
+        table = profile_step(t, {k: v.to(accelerator.device) for k, v in batch.items()}, args.profile)
+        print(f"[{args.child} {args.child_mode}] profile of one step:\n{table}", file=sys.stderr, flush=True)
+        extra["profile"] = table
     optimizer_bytes = sum(v.numel() * v.element_size() for state in t.optimizer.state.values()
                           for v in state.values() if torch.is_tensor(v))
-    return {"strategy": args.child, "step_s": min(times, default=float("nan")),
+    return {"strategy": args.child, "mode": args.child_mode, "step_s": min(times, default=float("nan")),
             "step_s_median": statistics.median(times) if times else float("nan"), "step_s_all": times,
             "step_cpu_s": min(cpu_times, default=float("nan")), "step_cpu_s_all": cpu_times,
             "peak_mem_mb": peak_mb, "mem_over_model_mb": peak_mb - base_mb,
@@ -172,14 +238,15 @@ def run_child(args) -> dict:
             "total": counts["total"], "percent_trainable": counts["percent_trainable"],
             "optimizer_state_bytes": optimizer_bytes, "trained_state_bytes": trained_state_nbytes(model),
             "build_s": build_s, "loss": losses, "device": "cuda" if cuda else "cpu",
-            "threads": torch.get_num_threads(), "precision": args.precision, "batch": args.batch}
+            "threads": torch.get_num_threads(), "precision": args.precision, "batch": args.batch,
+            "gradient_checkpointing": args.gradient_checkpointing, **extra}
 
 
 # ---- the parent: one child per strategy, then the table ----------------------------------------
 
-def run_strategy(args, strategy: str, argv: list[str]) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), *argv, "--child", strategy]
-    print(f"running {strategy} ...", file=sys.stderr, flush=True)
+def run_strategy(args, strategy: str, argv: list[str], mode: str = "eager") -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), *argv, "--child", strategy, "--child-mode", mode]
+    print(f"running {strategy} ({mode}) ...", file=sys.stderr, flush=True)
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None, text=True, timeout=args.timeout, cwd=REPO,
                           check=False)
     lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
@@ -189,11 +256,13 @@ def run_strategy(args, strategy: str, argv: list[str]) -> dict:
 
 
 def add_ratios(rows: list[dict]) -> list[dict]:
-    clip = next((r for r in rows if r["strategy"] == "clip"), None)
+    """Each row against ``clip`` run the same way (eager against eager, compiled against compiled)."""
     for r in rows:
+        clip = next((c for c in rows if c["strategy"] == "clip" and c["mode"] == r["mode"]), None)
         for key, base in (("time_vs_clip", "step_s"), ("cpu_vs_clip", "step_cpu_s"), ("mem_vs_clip", "peak_mem_mb"),
-                          ("trainable_vs_clip", "trainable"), ("optimizer_vs_clip", "optimizer_state_bytes")):
-            r[key] = r[base] / clip[base] if clip and clip[base] else None
+                          ("trainable_vs_clip", "trainable"), ("optimizer_vs_clip", "optimizer_state_bytes"),
+                          ("flops_vs_clip", "flops")):
+            r[key] = r[base] / clip[base] if clip and clip.get(base) and base in r else None
     return rows
 
 
@@ -205,16 +274,76 @@ def print_table(args, rows: list[dict]) -> None:
     print(f"text: {args.text}   vision: {args.vision} @ {args.img_size or 'default'} px   batch {args.batch}   "
           f"{args.precision}   {first['device']}, {first['threads']} threads   "
           f"fastest of {args.steps} steps after {args.warmup} warm-up")
-    print(f"{'strategy':<14}{'step s':>10}{'':>9}{'CPU s':>10}{'':>9}{'peak MB':>10}{'':>9}{'over model MB':>15}"
+    print(f"{'strategy':<14}{'mode':<9}{'step s':>10}{'':>9}{'CPU s':>10}{'':>9}{'peak MB':>10}{'':>9}{'over model MB':>15}"
           f"{'trainable':>14}{'':>9}{'optim. MB':>11}{'':>9}")
     for r in rows:
         # 4 significant digits: a GPU step takes tens of milliseconds, a CPU step minutes.
-        print(f"{r['strategy']:<14}{r['step_s']:>10.4g}{ratio(r['time_vs_clip']):>9}"
+        print(f"{r['strategy']:<14}{r['mode']:<9}{r['step_s']:>10.4g}{ratio(r['time_vs_clip']):>9}"
               f"{r['step_cpu_s']:>10.4g}{ratio(r['cpu_vs_clip']):>9}{r['peak_mem_mb']:>10.0f}"
               f"{ratio(r['mem_vs_clip']):>9}{r['mem_over_model_mb']:>15.0f}{r['trainable']:>14,}"
               f"{ratio(r['trainable_vs_clip']):>9}{r['optimizer_state_bytes'] / MIB:>11.1f}"
               f"{ratio(r['optimizer_vs_clip']):>9}")
     print(f"peak MB: {first['peak_kind']}")
+    if "flops" not in first:
+        return
+    # How far each strategy is from its own ideal: FLOPs against clip's, beside the time against clip's.
+    print(f"\n{'strategy':<14}{'mode':<9}{'GFLOP fwd':>11}{'GFLOP bwd':>11}{'adapters':>10}{'FLOPs/clip':>12}"
+          f"{'time/clip':>11}{'GFLOP/s':>10}")
+    for r in rows:
+        def fmt(x):
+            return "" if x is None else f"{x:.2f}x"
+        print(f"{r['strategy']:<14}{r['mode']:<9}{r['forward_flops'] / 1e9:>11.1f}{r['backward_flops'] / 1e9:>11.1f}"
+              f"{100 * r['adapter_flops'] / r['flops']:>9.1f}%{fmt(r['flops_vs_clip']):>12}"
+              f"{fmt(r['time_vs_clip']):>11}{r['flop_per_s'] / 1e9:>10.1f}")
+    print("GFLOP: one step's forward / backward (FlopCounterMode; a multiply-add is 2 FLOPs); adapters: their share "
+          "of the step's FLOPs; GFLOP/s: the step's FLOPs over its fastest time")
+
+
+def fit_line(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """Least-squares ``y = fixed + slope * x``; returns (fixed, slope)."""
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    return my - slope * mx, slope
+
+
+def memory_budget(args, strategies: list[str], argv: list[str]) -> int:
+    """Peak memory at a few batches per strategy, a linear fit, the largest batch under the budget."""
+    fit_batches = [int(b) for b in args.fit_batches.split(",")]
+    if len(set(fit_batches)) < 2:
+        raise SystemExit(f"--fit-batches {args.fit_batches}: a line needs at least two different batches")
+    budget_mb = args.memory_budget * 1024
+    rows = []
+    for strategy in strategies:
+        for checkpointing in (False, True):
+            measured = {}
+            for batch in [*fit_batches, args.check_batch]:
+                # One step is enough: the first step allocates gradients and optimizer state at its peak.
+                child_argv = [*argv, "--batch", str(batch), "--steps", "1", "--warmup", "0", "--no-flops",
+                              "--profile", "0", *(["--gradient-checkpointing"] if checkpointing else [])]
+                measured[batch] = run_strategy(args, strategy, child_argv)["peak_mem_mb"]
+            fixed, per_sample = fit_line(fit_batches, [measured[b] for b in fit_batches])
+            predicted = fixed + per_sample * args.check_batch
+            largest = int((budget_mb - fixed) // per_sample) if per_sample > 0 else None
+            rows.append({"strategy": strategy, "gradient_checkpointing": checkpointing, "measured_mb": measured,
+                         "fixed_mb": fixed, "per_sample_mb": per_sample, "check_batch": args.check_batch,
+                         "check_predicted_mb": predicted, "check_measured_mb": measured[args.check_batch],
+                         "check_error": predicted / measured[args.check_batch] - 1, "budget_gb": args.memory_budget,
+                         "largest_batch": largest})
+            print(f"{strategy} (gradient checkpointing {'on' if checkpointing else 'off'}): measured MB {measured}, "
+                  f"fit {fixed:.0f} + {per_sample:.1f} x batch, largest batch under {args.memory_budget:g} GB: "
+                  f"{largest}", file=sys.stderr, flush=True)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"text: {args.text}   vision: {args.vision} @ {args.img_size or 'default'} px   {args.precision}   "
+          f"budget {args.memory_budget:g} GB   fit on batches {args.fit_batches}, checked at {args.check_batch}")
+    print(f"{'strategy':<14}{'grad ckpt':>10}{'fixed MB':>10}{'MB/sample':>11}{'check pred/meas MB':>22}"
+          f"{'error':>8}{'largest batch':>15}")
+    for r in rows:
+        print(f"{r['strategy']:<14}{'yes' if r['gradient_checkpointing'] else 'no':>10}{r['fixed_mb']:>10.0f}"
+              f"{r['per_sample_mb']:>11.1f}{r['check_predicted_mb']:>11.0f} / {r['check_measured_mb']:<8.0f}"
+              f"{100 * r['check_error']:>+7.1f}%{r['largest_batch'] if r['largest_batch'] is not None else '-':>15}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -224,7 +353,10 @@ def main(argv: list[str] | None = None) -> int:
         print(RESULT_PREFIX + json.dumps(run_child(args)), flush=True)
         return 0
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
-    rows = add_ratios([run_strategy(args, s, argv) for s in strategies])
+    if args.memory_budget is not None:
+        return memory_budget(args, strategies, argv)
+    modes = ("eager", "compiled") if args.compile else ("eager",)
+    rows = add_ratios([run_strategy(args, s, argv, mode) for mode in modes for s in strategies])
     if args.json:
         print(json.dumps(rows, indent=2))
     else:

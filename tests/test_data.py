@@ -463,3 +463,64 @@ def test_data_check_karpathy_and_webdataset_locations(coco, tmp_path, capsys):
     code, out = run_cli(["check", str(shard)], capsys)
     assert code == 1 and f"{shard}: row 1 (image_id b): unreadable image: b.jpg" in out
     assert "2 captions, 2 images checked" in out
+
+
+# ---- JPEG draft decoding for the training crop ---------------------------------------------------
+
+
+def _photo_jpeg(path, size):
+    """A smooth, photo-like JPEG (colour field, no hard noise) of ``size``."""
+    import numpy as np
+
+    coarse = np.random.default_rng(0).integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    Image.fromarray(coarse).resize(size, Image.Resampling.BICUBIC).save(path, quality=95)
+    return path
+
+
+def test_draft_size_keeps_the_smallest_crop_at_full_output_resolution():
+    from mlilt.data.transforms import crop_draft_size
+
+    # COCO's 640x480 at 256 px: the smallest crop (0.2 of the area at ratio 3/4) is ~215 px: no reduction.
+    assert crop_draft_size((640, 480), (256, 256)) == (640, 480)
+    for size in ((2560, 1920), (1600, 1200), (4000, 3000)):
+        w, h = crop_draft_size(size, (256, 256))
+        assert w < size[0] and h < size[1]
+        # The smallest crop of an image of the drafted size is still no smaller than the output.
+        assert (0.2 * w * h * 3 / 4) ** 0.5 >= 256 - 1
+
+
+def test_open_image_draft_decodes_large_jpegs_smaller_and_small_ones_unchanged(tmp_path):
+    from mlilt.data.transforms import train_draft
+
+    draft = train_draft({"input_size": (3, 224, 224)}, 256)
+    coco = _photo_jpeg(tmp_path / "coco.jpg", (640, 480))
+    big = _photo_jpeg(tmp_path / "big.jpg", (2560, 1920))
+    assert open_image(coco, draft).tobytes() == open_image(coco).tobytes()
+    assert open_image(big, draft).size == (1280, 960) and open_image(big).size == (2560, 1920)
+    png = tmp_path / "big.png"
+    Image.open(big).save(png)
+    assert open_image(png, draft).size == (2560, 1920)  # only JPEGs have a draft mode
+
+
+def test_drafted_decode_keeps_every_crop_at_output_resolution(tmp_path):
+    """The same crop box (scaled to the drafted size) gives the same 256 px crop, the smallest one included."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as TF
+
+    from mlilt.data.transforms import train_draft
+
+    config = {"input_size": (3, 224, 224), "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
+    big = _photo_jpeg(tmp_path / "big.jpg", (2560, 1920))
+    full, drafted = open_image(big), open_image(big, train_draft(config, 256))
+    f = full.size[0] / drafted.size[0]
+    assert f == 2
+    smallest = round((0.2 * 2560 * 1920 * 3 / 4) ** 0.5)  # 0.2 of the area at ratio 3/4: the shortest side
+    boxes = [(0, 0, 1920, 2560), (700, 900, smallest, round(smallest * 4 / 3)), (1000, 100, 800, 800)]
+    for top, left, h, w in boxes:
+        a = TF.pil_to_tensor(TF.resized_crop(full, top, left, h, w, [256, 256], InterpolationMode.BICUBIC)).float()
+        b = TF.pil_to_tensor(TF.resized_crop(drafted, round(top / f), round(left / f), round(h / f), round(w / f),
+                                             [256, 256], InterpolationMode.BICUBIC)).float()
+        assert (a - b).abs().mean() < 2.0, (top, left, h, w)  # of 255: resampling noise, no blur
+    # The training transform gives the same shape either way.
+    transform = train_transform(config, 256)
+    assert transform(full).shape == transform(drafted).shape == (3, 256, 256)

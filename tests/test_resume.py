@@ -202,3 +202,52 @@ def test_streamed_shards_need_max_steps(tiny_model_config, tmp_path):
                                                            train_format="webdataset"))
     with pytest.raises(ValueError, match="config field max_steps: .* streamed"):
         train(parse_args(["--config", str(cfg), "--run_dir", str(tmp_path / "run")]))
+
+
+# ---- compiled training (accelerate launch --dynamo_backend inductor) ----------------------------
+
+
+def test_compiled_run_killed_and_resumed_matches_an_uninterrupted_compiled_run(tiny_model_config, tmp_path):
+    """`accelerate launch --dynamo_backend inductor` sets ACCELERATE_DYNAMO_BACKEND; the recipe's Accelerator honours it.
+
+    The runs go one after the other and share one inductor cache: the first pays the compilation (minutes
+    on two cores), the killed and the resumed run load its kernels.
+    """
+    from safetensors.torch import load_file
+
+    steps, kill_at = 24, 4
+    manifest = make_colour_pairs(tmp_path / "data")
+    cfg = write_yaml(tmp_path / "tiny.yaml", recipe_config(tiny_model_config("lilt_lwa"), manifest, max_steps=steps,
+                                                           save_every=2, keep_checkpoints=2))
+    whole, killed, cache = tmp_path / "whole", tmp_path / "killed", tmp_path / "inductor"
+    env = dict(ACCELERATE_DYNAMO_BACKEND="INDUCTOR", TORCHINDUCTOR_CACHE_DIR=str(cache))
+    uninterrupted = run(recipe_command("--config", str(cfg), "--run_dir", str(whole)), timeout=1200, **env)
+    assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
+    assert any(cache.rglob("*.so")), "inductor built no kernels: the run was not compiled"
+
+    victim = subprocess.Popen(recipe_command("--config", str(cfg), "--run_dir", str(killed)), cwd=REPO,
+                              env=subprocess_env(**env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    target = killed / "checkpoints" / checkpoint.checkpoint_name(kill_at)
+    deadline = time.monotonic() + 300
+    while not target.exists():
+        assert victim.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline, "no checkpoint in time"
+        time.sleep(0.01)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    done_at_kill = [s for s, _ in checkpoint.list_checkpoints(killed)]
+    assert not (killed / "model").exists() and kill_at in done_at_kill and max(done_at_kill) < steps
+
+    resumed = run(recipe_command("--config", str(cfg), "--run_dir", str(killed), "--resume"), timeout=600, **env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    # Clean parameter names (no torch.compile `_orig_mod.` prefix): the checkpoint loads uncompiled.
+    a = load_file(str(whole / "model" / "trained.safetensors"))
+    assert not [k for k in a if "_orig_mod" in k]
+    _assert_same_state(a, load_file(str(killed / "model" / "trained.safetensors")))
+    initial = mlilt.build_model(tiny_model_config("lilt_lwa")).trained_state_dict()
+    assert any(not torch.equal(initial[k], a[k]) for k in a)
+    whole_log, killed_log = read_metrics(whole), read_metrics(killed)
+    assert [r["step"] for r in killed_log] == list(range(1, steps + 1))
+    assert [r["loss"] for r in killed_log] == [r["loss"] for r in whole_log]
+    assert mlilt.load(killed).strategy.name == "lilt_lwa"

@@ -25,6 +25,7 @@ model's resolution. ALBEF/LilT evaluate by squashing the image to a square with 
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -142,6 +143,33 @@ def train_transform(data_config: dict, img_size: int | None = None, *, scale: tu
         steps.append(RandomAugment(2, 7))
     steps += [T.ToTensor(), T.Normalize(mean=data_config["mean"], std=data_config["std"])]
     return T.Compose(steps)
+
+
+def crop_draft_size(size: tuple[int, int], out_size: tuple[int, int], scale_min: float = 0.2,
+                    ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> tuple[int, int]:
+    """The smallest (width, height) to decode a ``size`` JPEG at so that no RandomResizedCrop is upsampled more.
+
+    RandomResizedCrop's smallest crop has area ``scale_min * W * H`` at the most extreme aspect ratio, so
+    its shorter side is ``sqrt(scale_min * W * H * min(ratio[0], 1 / ratio[1]))``. Where even that side
+    is at least twice the output side, the crop is always downsampled, and PIL's ``draft`` may decode the
+    JPEG at 1/2, 1/4 or 1/8 scale (in the DCT, much cheaper) as long as that crop keeps the output's
+    resolution. COCO's 640x480 at 256 px: the smallest crop is 215 px, no reduction.
+    """
+    width, height = size
+    side = math.sqrt(scale_min * width * height * min(ratio[0], 1 / ratio[1]))
+    factor = side / max(out_size)
+    if factor < 2:
+        return size
+    return (math.ceil(width / factor), math.ceil(height / factor))
+
+
+def train_draft(data_config: dict, img_size: int | None = None, *, scale: tuple[float, float] = (0.2, 1.0)
+                ) -> Callable[[tuple[int, int]], tuple[int, int]]:
+    """The JPEG decode size that :func:`train_transform` with the same arguments needs (``open_image(draft=)``)."""
+    import functools
+
+    height, width = _size(data_config, img_size)
+    return functools.partial(crop_draft_size, out_size=(width, height), scale_min=scale[0])
 
 
 def eval_transform(data_config: dict, img_size: int | None = None, *, crop_pct: float | None = None,

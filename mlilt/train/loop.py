@@ -267,11 +267,12 @@ def _batches(pairs, collate, config: TrainConfig, rank: int, world: int, per_pro
 
 def _collator(model: DualEncoder, config: TrainConfig):
     from mlilt.data.images import PairCollator
-    from mlilt.data.transforms import train_transform
+    from mlilt.data.transforms import train_draft, train_transform
 
-    transform = train_transform(model.vision.data_config, config.model.vision.img_size,
-                                randaugment=config.randaugment)
-    return PairCollator(model.text.tokenize, transform)
+    data_config, img_size = model.vision.data_config, config.model.vision.img_size
+    transform = train_transform(data_config, img_size, randaugment=config.randaugment)
+    # Large JPEGs decode at a reduced scale where every random crop is downsampled anyway.
+    return PairCollator(model.text.tokenize, transform, draft=train_draft(data_config, img_size))
 
 
 def _seed_everything(seed: int) -> None:
