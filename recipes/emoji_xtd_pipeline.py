@@ -113,7 +113,7 @@ def main(argv=None) -> int:
     written = write_report(report, args.out)
     print(Path(f"{args.out}.md").read_text())
     print(f"pipeline wall time: {(time.perf_counter() - started) / 60:.1f} min", file=sys.stderr)
-    print(f"report: {written[0]} (also {', '.join(p.suffix for p in written[1:])})")
+    print(f"report: {written[0]} (also {', '.join(p.name for p in written[1:])})")
     print(headline(files))
     return 0
 
