@@ -17,6 +17,23 @@ STEPS = 48  # 32 pairs, 8 per step: 4 steps per epoch, 12 epochs
 KILL_AT = 8
 
 
+def kill_after_checkpoint(cfg, run_dir, step: int, steps: int, env: dict, timeout: float) -> None:
+    """Start the recipe on ``run_dir``, SIGKILL it as soon as checkpoint ``step`` is complete, check it died mid-run."""
+    victim = subprocess.Popen(recipe_command("--config", str(cfg), "--run_dir", str(run_dir)), cwd=REPO, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    target = run_dir / "checkpoints" / checkpoint.checkpoint_name(step)
+    deadline = time.monotonic() + timeout
+    while not target.exists():
+        assert victim.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline, "no checkpoint in time"
+        time.sleep(0.01)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert not (run_dir / "model").exists(), "the run finished before the kill"
+    done_at_kill = [s for s, _ in checkpoint.list_checkpoints(run_dir)]
+    assert step in done_at_kill and max(done_at_kill) < steps
+
+
 def test_killed_run_resumes_to_the_same_state_bit_for_bit(tiny_model_config, tmp_path):
     from safetensors.torch import load_file
 
@@ -30,19 +47,7 @@ def test_killed_run_resumes_to_the_same_state_bit_for_bit(tiny_model_config, tmp
     env = subprocess_env()
     uninterrupted = subprocess.Popen(recipe_command("--config", str(cfg), "--run_dir", str(whole)), cwd=REPO,
                                      env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    victim = subprocess.Popen(recipe_command("--config", str(cfg), "--run_dir", str(killed)), cwd=REPO, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    target = killed / "checkpoints" / checkpoint.checkpoint_name(KILL_AT)
-    deadline = time.monotonic() + 180
-    while not target.exists():
-        assert victim.poll() is None, "the run ended before it could be killed"
-        assert time.monotonic() < deadline, "no checkpoint in time"
-        time.sleep(0.02)
-    victim.send_signal(signal.SIGKILL)
-    victim.wait()
-    assert not (killed / "model").exists(), "the run finished before the kill"
-    done_at_kill = [s for s, _ in checkpoint.list_checkpoints(killed)]
-    assert KILL_AT in done_at_kill and max(done_at_kill) < STEPS
+    kill_after_checkpoint(cfg, killed, KILL_AT, STEPS, env, timeout=180)
 
     resumed = run(recipe_command("--config", str(cfg), "--run_dir", str(killed), "--resume"), timeout=240)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -225,18 +230,7 @@ def test_compiled_run_killed_and_resumed_matches_an_uninterrupted_compiled_run(t
     assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
     assert any(cache.rglob("*.so")), "inductor built no kernels: the run was not compiled"
 
-    victim = subprocess.Popen(recipe_command("--config", str(cfg), "--run_dir", str(killed)), cwd=REPO,
-                              env=subprocess_env(**env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    target = killed / "checkpoints" / checkpoint.checkpoint_name(kill_at)
-    deadline = time.monotonic() + 300
-    while not target.exists():
-        assert victim.poll() is None, "the run ended before it could be killed"
-        assert time.monotonic() < deadline, "no checkpoint in time"
-        time.sleep(0.01)
-    victim.send_signal(signal.SIGKILL)
-    victim.wait()
-    done_at_kill = [s for s, _ in checkpoint.list_checkpoints(killed)]
-    assert not (killed / "model").exists() and kill_at in done_at_kill and max(done_at_kill) < steps
+    kill_after_checkpoint(cfg, killed, kill_at, steps, subprocess_env(**env), timeout=300)
 
     resumed = run(recipe_command("--config", str(cfg), "--run_dir", str(killed), "--resume"), timeout=600, **env)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
