@@ -84,6 +84,19 @@ def test_lr_selection_never_reads_the_test_files(tmp_path, tiny_model_config, mo
         table.ensure_trained(table.train_overrides(args, "projection_only", 1e-4, 0))
 
 
+def test_every_table_run_trains_on_v2_whatever_the_config_names():
+    """The base config trains the demo on v1; the table must train on v2's split (its validation concepts held out)."""
+    table = load_recipe()
+    args = argparse.Namespace(config=str(REPO / "recipes" / "configs" / "emoji_xtd.yaml"), epochs=None,
+                              max_steps=None, data_dir=None, runs_dir="runs/t")
+    from mlilt.train.config import parse_args as parse_train_args
+
+    config = parse_train_args(table.train_overrides(args, "lilt_ln", 3e-4, 1))
+    assert (config.train_data, config.lr, config.seed, config.model.strategy) == ("emoji-xtd", 3e-4, 1, "lilt_ln")
+    args.data_dir = "/some/build"
+    assert parse_train_args(table.train_overrides(args, "lilt_ln", 3e-4, 1)).train_data == "/some/build/train.jsonl"
+
+
 def test_paired_differences_over_seeds_and_languages(tmp_path):
     from scipy import stats
 
