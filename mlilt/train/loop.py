@@ -71,9 +71,14 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
-    """AdamW on the trainable parameters (LilT: lr 1e-4, weight decay 0.02)."""
+    """AdamW on the trainable parameters (LilT: lr 1e-4, weight decay 0.02).
+
+    ``fused``: one kernel for all parameters. The default on the CPU is a Python loop over parameters
+    with a few scalar-tensor conversions each, which for LilT's hundreds of small adapter tensors cost
+    more than their arithmetic (benchmarks/README.md, issue 10's profile).
+    """
     return torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.lr,
-                             betas=(config.adam_beta1, config.adam_beta2), eps=config.adam_eps)
+                             betas=(config.adam_beta1, config.adam_beta2), eps=config.adam_eps, fused=True)
 
 
 @dataclass
