@@ -3,6 +3,7 @@
     python benchmarks/train_step.py --text recipes/configs/architectures/bert-base-multilingual-cased.json \\
         --vision deit_base_patch16_224 --no-pretrained --batch 8 --precision bf16 --strategies clip,lilt_lwa
     python benchmarks/train_step.py ... --json           # a list of objects instead of the table
+    python benchmarks/train_step.py ... --rounds 3       # interleaved A B C A B C ...: ratios on a drifting machine
 
 Each strategy runs in a fresh child process, one after the other, so that no strategy inherits
 another's allocations. The child builds the model on the CPU (``--no-pretrained``: random weights,
@@ -60,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategies", default="clip,lilt_lwa", help="Comma-separated strategy presets.")
     p.add_argument("--steps", type=int, default=2, help="Timed steps per strategy (median reported).")
     p.add_argument("--warmup", type=int, default=1, help="Untimed steps first (optimizer state, allocator).")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="Run the whole list of strategies this many times, interleaved (A B C A B C ...), and "
+                        "keep each strategy's fastest step over all rounds: on a shared machine a slow minute "
+                        "then hits every strategy, not only the one running in it.")
     p.add_argument("--gradient-checkpointing", action="store_true", help="Recompute tower activations.")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA if available.")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads in the child (default: torch's).")
@@ -255,6 +260,24 @@ def run_strategy(args, strategy: str, argv: list[str], mode: str = "eager") -> d
     return json.loads(lines[-1][len(RESULT_PREFIX):])
 
 
+def merge_rounds(rounds: list[list[dict]]) -> list[dict]:
+    """One row per strategy and mode from interleaved rounds: the fastest step of all rounds (timeit's rule).
+
+    Memory, FLOPs and counts come from the first round (they do not depend on the machine's load);
+    every round's step times are kept in ``step_s_rounds``.
+    """
+    merged = []
+    for i, first in enumerate(rounds[0]):
+        same = [r[i] for r in rounds]
+        times = [t for r in same for t in r["step_s_all"]]
+        cpu_times = [t for r in same for t in r["step_cpu_s_all"]]
+        merged.append({**first, "rounds": len(rounds), "step_s": min(times), "step_s_median": statistics.median(times),
+                       "step_s_all": times, "step_cpu_s": min(cpu_times), "step_cpu_s_all": cpu_times,
+                       "step_s_rounds": [r["step_s_all"] for r in same],
+                       **({"flop_per_s": first["flops"] / min(times)} if "flops" in first else {})})
+    return merged
+
+
 def add_ratios(rows: list[dict]) -> list[dict]:
     """Each row against ``clip`` run the same way (eager against eager, compiled against compiled)."""
     for r in rows:
@@ -273,7 +296,8 @@ def print_table(args, rows: list[dict]) -> None:
     first = rows[0]
     print(f"text: {args.text}   vision: {args.vision} @ {args.img_size or 'default'} px   batch {args.batch}   "
           f"{args.precision}   {first['device']}, {first['threads']} threads   "
-          f"fastest of {args.steps} steps after {args.warmup} warm-up")
+          f"fastest of {args.steps} steps after {args.warmup} warm-up"
+          + (f", in each of {args.rounds} interleaved rounds" if args.rounds > 1 else ""))
     print(f"{'strategy':<14}{'mode':<9}{'step s':>10}{'':>9}{'CPU s':>10}{'':>9}{'peak MB':>10}{'':>9}{'over model MB':>15}"
           f"{'trainable':>14}{'':>9}{'optim. MB':>11}{'':>9}")
     for r in rows:
@@ -356,7 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.memory_budget is not None:
         return memory_budget(args, strategies, argv)
     modes = ("eager", "compiled") if args.compile else ("eager",)
-    rows = add_ratios([run_strategy(args, s, argv, mode) for mode in modes for s in strategies])
+    rounds = [[run_strategy(args, s, argv, mode) for mode in modes for s in strategies] for _ in range(args.rounds)]
+    rows = add_ratios(merge_rounds(rounds))
     if args.json:
         print(json.dumps(rows, indent=2))
     else:

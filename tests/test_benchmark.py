@@ -60,3 +60,24 @@ def test_loader_benchmark_times_the_recipes_pipeline(tmp_path):
     out = json.loads(proc.stdout)
     assert [r["workers"] for r in out["rows"]] == [0, 1] and all(r["images_per_s"] > 0 for r in out["rows"])
     assert out["needed_images_per_s"] == 640 and out["workers_needed"] >= 1
+
+
+def test_interleaved_rounds_keep_each_strategys_fastest_step():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_step", REPO / "benchmarks" / "train_step.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    def row(strategy, times, mem):
+        return {"strategy": strategy, "mode": "eager", "step_s_all": times, "step_cpu_s_all": [2 * t for t in times],
+                "peak_mem_mb": mem, "flops": 100.0}
+
+    # Round 2 is slow for clip and fast for ln_only: each keeps its own best step, whichever round it came from.
+    rounds = [[row("clip", [3.0, 2.5], 10), row("ln_only", [2.0, 2.2], 5)],
+              [row("clip", [4.0, 3.5], 11), row("ln_only", [1.5, 1.8], 6)]]
+    clip, ln_only = bench.add_ratios(bench.merge_rounds(rounds))
+    assert (clip["step_s"], ln_only["step_s"]) == (2.5, 1.5)
+    assert ln_only["step_s_rounds"] == [[2.0, 2.2], [1.5, 1.8]] and ln_only["step_cpu_s"] == 3.0
+    assert ln_only["time_vs_clip"] == 1.5 / 2.5 and ln_only["flop_per_s"] == 100.0 / 1.5
+    assert (clip["peak_mem_mb"], ln_only["peak_mem_mb"], clip["rounds"]) == (10, 5, 2)  # memory: the first round
