@@ -341,8 +341,9 @@ def memory_budget(args, strategies: list[str], argv: list[str]) -> int:
         for checkpointing in (False, True):
             measured = {}
             for batch in [*fit_batches, args.check_batch]:
-                # One step is enough: the first step allocates gradients and optimizer state at its peak.
-                child_argv = [*argv, "--batch", str(batch), "--steps", "1", "--warmup", "0", "--no-flops",
+                # Two steps: AdamW's state is allocated at the end of the first, so only the second step's
+                # forward and backward carry it beside the activations, as every step of a real run does.
+                child_argv = [*argv, "--batch", str(batch), "--steps", "1", "--warmup", "1", "--no-flops",
                               "--profile", "0", *(["--gradient-checkpointing"] if checkpointing else [])]
                 measured[batch] = run_strategy(args, strategy, child_argv)["peak_mem_mb"]
             fixed, per_sample = fit_line(fit_batches, [measured[b] for b in fit_batches])
