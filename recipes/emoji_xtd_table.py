@@ -16,7 +16,7 @@ On emoji-XTD v2 with the embedded default's towers (multilingual-e5-small + Effi
    of every row to ``clip`` with a 95 % t interval over seeds × languages, and a chart.
 
 Finished runs are reused (a run directory with a final model and the same settings is not trained
-again, and its validation score is read back), so the table may span sessions::
+again, and its evaluations written after that model are read back), so the table may span sessions::
 
     python recipes/emoji_xtd_table.py                   # the full table: hours on a 2-core CPU
     python recipes/emoji_xtd_table.py --strategies projection_only,lilt_ln --lrs 1e-4,1e-3 \\
@@ -118,9 +118,21 @@ def validation_score(run_dir: Path, val_set, opts) -> float:
     from mlilt.evaluation.harness import evaluate_retrieval, load_for_eval, write_result
 
     path = run_dir / "eval" / f"{VAL_SET}_{PROTOCOL}.json"
-    result = evaluate_retrieval(load_for_eval(run_dir), val_set, PROTOCOL, ["en"], opts=opts, probe=False)
-    write_result(result, path)
+    if evaluated_already(path, run_dir):
+        result = json.loads(path.read_text(encoding="utf-8"))
+    else:
+        result = evaluate_retrieval(load_for_eval(run_dir), val_set, PROTOCOL, ["en"], opts=opts, probe=False)
+        write_result(result, path)
     return float(result["results"]["en"]["mean"])
+
+
+def evaluated_already(path: Path, run_dir: Path) -> bool:
+    """A result written after the run's final model is there (a rerun of the table reads it back)."""
+    model = [f.stat().st_mtime for f in (run_dir / "model").glob("*")]
+    if not path.is_file() or (model and path.stat().st_mtime < max(model)):
+        return False
+    stage(f"{run_dir.name}: {path.name} evaluated already")
+    return True
 
 
 def choose_learning_rates(args, strategies: list[str], lrs: list[float], seed: int, val_set, opts) -> dict:
@@ -153,13 +165,16 @@ def half_decade_step(lr: float, direction: int) -> float:
     return float(f"{10 ** (step / 2):.0e}")
 
 
-def evaluate_test(loaded, run_dir: Path, test_set, opts) -> Path:
+def evaluate_test(load, run_dir: Path, test_set, opts) -> Path:
     """Eight languages, each style and their mean, and the text probe, into ``run_dir/eval``."""
     from mlilt.evaluation.harness import evaluate_retrieval, format_table, write_result
 
-    result = evaluate_retrieval(loaded, test_set, PROTOCOL, opts=opts)
+    path = run_dir / "eval" / f"{TEST_SET}_{PROTOCOL}.json"
+    if evaluated_already(path, run_dir):
+        return path
+    result = evaluate_retrieval(load(), test_set, PROTOCOL, opts=opts)
     print(format_table(result))
-    return write_result(result, run_dir / "eval" / f"{TEST_SET}_{PROTOCOL}.json")
+    return write_result(result, path)
 
 
 def untrained_reference(args, seed: int):
@@ -260,10 +275,10 @@ def main(argv=None) -> int:
             if strategy == UNTRAINED:
                 run_dir = run_dir_of(args.runs_dir, strategy, None, seed)
                 stage(f"{run_dir.name}: untrained reference")
-                results.append(evaluate_test(untrained_reference(args, seed), run_dir, test_set, opts))
+                results.append(evaluate_test(lambda: untrained_reference(args, seed), run_dir, test_set, opts))
                 continue
             run_dir = ensure_trained(train_overrides(args, strategy, selection[strategy]["lr"], seed))
-            results.append(evaluate_test(load_for_eval(run_dir), run_dir, test_set, opts))
+            results.append(evaluate_test(lambda: load_for_eval(run_dir), run_dir, test_set, opts))
 
     wall = (time.perf_counter() - started) / 60
     stage(f"report -> {args.out}.{{md,csv,tex,png}}")

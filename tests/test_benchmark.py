@@ -37,16 +37,16 @@ def test_memory_budget_fits_a_line_and_checks_it_on_a_held_out_batch(tiny_towers
     proc = run([sys.executable, str(REPO / "benchmarks" / "train_step.py"), "--text", str(text_dir),
                 "--vision", TINY_VIT["name"], "--img-size", str(TINY_VIT["img_size"]),
                 "--vision-kwargs", json.dumps(TINY_VIT["model_kwargs"]), "--no-pretrained", "--text-length", "8",
-                "--strategies", "lilt_lwa", "--threads", "1", "--memory-budget", "1", "--fit-batches", "1,4",
-                "--check-batch", "2", "--json"], timeout=600)
+                "--strategies", "lilt_lwa", "--threads", "1", "--memory-budget", "1", "--fit-batches", "2,4",
+                "--check-batch", "3", "--json"], timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = json.loads(proc.stdout)
     assert [(r["strategy"], r["gradient_checkpointing"]) for r in rows] == [("lilt_lwa", False), ("lilt_lwa", True)]
     for r in rows:
         assert r["peak_kind"] == "cpu_max_allocated"  # live tensor bytes replayed, not RSS
-        assert set(r["measured_mb"]) == {"1", "4", "2"} and r["fixed_mb"] > 0 and r["per_sample_mb"] > 0
-        assert r["check_measured_mb"] == r["measured_mb"]["2"]
-        assert r["check_predicted_mb"] == r["fixed_mb"] + 2 * r["per_sample_mb"]
+        assert set(r["measured_mb"]) == {"2", "4", "3"} and r["fixed_mb"] > 0 and r["per_sample_mb"] > 0
+        assert r["check_measured_mb"] == r["measured_mb"]["3"] and r["fit"] == "per_event"
+        assert abs(r["check_error"]) < 0.01  # predicted from batches 2 and 4 (batch 1 takes other code paths)
         assert r["fixed_mb"] + r["largest_batch"] * r["per_sample_mb"] <= 1024 < \
             r["fixed_mb"] + (r["largest_batch"] + 1) * r["per_sample_mb"]
     plain, recomputed = rows
@@ -83,3 +83,25 @@ def test_interleaved_rounds_keep_each_strategys_fastest_step():
     assert ln_only["step_s_rounds"] == [[2.0, 2.2], [1.5, 1.8]] and ln_only["step_cpu_s"] == 3.0
     assert ln_only["time_vs_clip"] == 1.5 / 2.5 and ln_only["flop_per_s"] == 100.0 / 1.5
     assert (clip["peak_mem_mb"], ln_only["peak_mem_mb"], clip["rounds"]) == (10, 5, 2)  # memory: the first round
+
+
+def test_per_event_fit_finds_a_peak_that_moves_with_the_batch():
+    """Small batches peak late in backward (gradients), large ones early (activations): peaks alone miss it."""
+    import importlib.util
+
+    import torch
+
+    spec = importlib.util.spec_from_file_location("train_step", REPO / "benchmarks" / "train_step.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    batches = [8, 16]  # two moments: gradients 4000 + 10 x batch, activations 3000 + 40 x batch, then a small tail
+    timelines = [torch.tensor([3000 + 40.0 * b, 4000 + 10.0 * b, 500 + 1.0 * b], dtype=torch.float64) for b in batches]
+    lines = bench.fit_moments(batches, timelines)
+    assert bench.peak_at(*lines, 16) == (4160, 1)  # where the peak was measured ...
+    assert bench.peak_at(*lines, 200) == (11000, 0)  # ... and where it moves
+    fixed, per_sample = bench.fit_line(batches, [float(t.max()) for t in timelines])
+    assert fixed + per_sample * 200 == 6000  # the line through the peaks: 5000 MB short
+    assert bench.largest_batch(*lines, 10000) == (175, 0)  # (10000 - 3000) / 40
+    assert bench.largest_batch(*lines, 3000) == (0, 1)  # the fixed part alone is over the budget
+    assert bench.largest_batch(lines[0], torch.zeros(3, dtype=torch.float64), 10000) == (None, None)
+    assert bench.fit_moments(batches, [timelines[0], timelines[1][:2]]) is None  # sequences that differ

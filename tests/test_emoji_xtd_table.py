@@ -76,9 +76,11 @@ def test_lr_selection_never_reads_the_test_files(tmp_path, tiny_model_config, mo
         assert set(saved["results"]) == {"en"} and "text_probe" not in saved
 
     # finished runs are reused, not trained again; a finished run with other settings is refused
+    import mlilt.evaluation.harness
     import mlilt.train.loop
 
     monkeypatch.setattr(mlilt.train.loop, "train", lambda config: pytest.fail("trained again"))
+    monkeypatch.setattr(mlilt.evaluation.harness, "evaluate_retrieval", lambda *a, **k: pytest.fail("evaluated again"))
     assert table.choose_learning_rates(args, ["projection_only"], [1e-4, 1e-3], 0, val_set, opts) == chosen
     args.max_steps = 2
     with pytest.raises(SystemExit, match="max_steps: 1 there, 2 asked"):
