@@ -22,6 +22,12 @@ needs them. ``mem_over_model_mb`` is the part training adds on top of the built 
 optimizer state, activations). Where the mark cannot be reset, the lifetime peak
 (``getrusage().ru_maxrss``) is reported and the JSON says so (``peak_kind``).
 
+``--memory-budget`` measures on the CPU what ``max_memory_allocated`` measures on CUDA: the peak of
+live tensor bytes, replayed from the allocator's events (``torch.profiler``, ``profile_memory``) over
+all of the child's steps, plus the bytes of the model and the batch (``peak_kind``
+``cpu_max_allocated``). RSS also counts the allocator's slack, whose noise hides a slope of tens of
+MB per pair (gradient checkpointing); the replayed peak is exact, so a few small batches fit the line.
+
 Columns: step time (wall clock; ``step_cpu_s``: CPU time of the process over all its threads, the
 steadier figure on a shared machine), peak memory, trainable parameters and optimizer-state bytes,
 each with its ratio to ``clip`` (when ``clip`` is among the strategies).
@@ -30,6 +36,7 @@ each with its ratio to ``clip`` (when ``clip`` is among the strategies).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -111,6 +118,33 @@ def _peak_rss_mb(reset_ok: bool) -> tuple[float, str]:
     if reset_ok and (hwm := _status_kb("VmHWM")) is not None:
         return hwm / 1024, "rss_since_model_built"
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rss_lifetime"
+
+
+class AllocatorPeak:
+    """Peak of live tensor bytes allocated inside the block: the CPU's ``torch.cuda.max_memory_allocated``."""
+
+    def __enter__(self):
+        from torch.profiler import ProfilerActivity, profile
+
+        self._profile = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+        self._profile.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._profile.__exit__(*exc)
+        # Each "[memory]" event is one allocation (+bytes) or free (-bytes); replayed in time order, their
+        # running sum is the live bytes allocated since entry. (kineto_results: the raw events, in their order.)
+        events = [e for e in self._profile.profiler.kineto_results.events() if e.name() == "[memory]"]
+        live = self.peak_bytes = 0
+        for event in sorted(events, key=lambda e: e.start_ns()):
+            live += event.nbytes()
+            self.peak_bytes = max(self.peak_bytes, live)
+
+
+def _storage_bytes(tensors) -> int:
+    """Bytes of the distinct storages behind ``tensors`` (tied weights counted once)."""
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}
+    return sum(storages.values())
 
 
 def count_flops(dual, batch: dict) -> dict:
@@ -201,28 +235,36 @@ def run_child(args) -> dict:
              "attention_mask": torch.ones(args.batch, args.text_length, dtype=torch.long)}
 
     gc.collect()
+    replay = args.memory_budget is not None and not cuda  # see the module docstring: RSS is too coarse for a fit
+    allocated = AllocatorPeak() if replay else contextlib.nullcontext()
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base_mb = torch.cuda.memory_allocated() / MIB
         reset_ok = True
+    elif replay:
+        base_mb = _storage_bytes([*model.parameters(), *model.buffers(), *batch.values()]) / MIB
     else:
         reset_ok = _reset_peak_rss()
         base_mb = (_status_kb("VmRSS") or 0) / 1024
     times, cpu_times, losses = [], [], []
-    for i in range(steps):
-        start, cpu_start = time.perf_counter(), time.process_time()
-        out = training_step(t, [batch])
-        losses.append(float(out["loss"]))
-        if cuda:
-            torch.cuda.synchronize()
-        wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-        if i >= args.warmup:
-            times.append(wall)
-            cpu_times.append(cpu)
-        print(f"[{args.child}] step {i + 1}/{steps}: {wall:.2f} s wall, {cpu:.2f} s CPU", file=sys.stderr, flush=True)
+    with allocated:
+        for i in range(steps):
+            start, cpu_start = time.perf_counter(), time.process_time()
+            out = training_step(t, [batch])
+            losses.append(float(out["loss"]))
+            if cuda:
+                torch.cuda.synchronize()
+            wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+            if i >= args.warmup:
+                times.append(wall)
+                cpu_times.append(cpu)
+            print(f"[{args.child}] step {i + 1}/{steps}: {wall:.2f} s wall, {cpu:.2f} s CPU", file=sys.stderr,
+                  flush=True)
     if cuda:
         peak_mb, peak_kind = torch.cuda.max_memory_allocated() / MIB, "cuda_max_allocated"
+    elif replay:
+        peak_mb, peak_kind = base_mb + allocated.peak_bytes / MIB, "cpu_max_allocated"
     else:
         peak_mb, peak_kind = _peak_rss_mb(reset_ok)
     extra = {}
@@ -339,12 +381,15 @@ def memory_budget(args, strategies: list[str], argv: list[str]) -> int:
     rows = []
     for strategy in strategies:
         for checkpointing in (False, True):
-            measured = {}
+            measured, kinds = {}, set()
             for batch in [*fit_batches, args.check_batch]:
-                # One step is enough: the first step allocates gradients and optimizer state at its peak.
-                child_argv = [*argv, "--batch", str(batch), "--steps", "1", "--warmup", "0", "--no-flops",
+                # Two steps: AdamW's state is allocated at the end of the first, so only the second step's
+                # forward and backward carry it beside the activations, as every step of a real run does.
+                child_argv = [*argv, "--batch", str(batch), "--steps", "1", "--warmup", "1", "--no-flops",
                               "--profile", "0", *(["--gradient-checkpointing"] if checkpointing else [])]
-                measured[batch] = run_strategy(args, strategy, child_argv)["peak_mem_mb"]
+                child = run_strategy(args, strategy, child_argv)
+                measured[batch] = child["peak_mem_mb"]
+                kinds.add(child["peak_kind"])
             fixed, per_sample = fit_line(fit_batches, [measured[b] for b in fit_batches])
             predicted = fixed + per_sample * args.check_batch
             largest = int((budget_mb - fixed) // per_sample) if per_sample > 0 else None
@@ -352,7 +397,7 @@ def memory_budget(args, strategies: list[str], argv: list[str]) -> int:
                          "fixed_mb": fixed, "per_sample_mb": per_sample, "check_batch": args.check_batch,
                          "check_predicted_mb": predicted, "check_measured_mb": measured[args.check_batch],
                          "check_error": predicted / measured[args.check_batch] - 1, "budget_gb": args.memory_budget,
-                         "largest_batch": largest})
+                         "largest_batch": largest, "peak_kind": "/".join(sorted(kinds))})
             print(f"{strategy} (gradient checkpointing {'on' if checkpointing else 'off'}): measured MB {measured}, "
                   f"fit {fixed:.0f} + {per_sample:.1f} x batch, largest batch under {args.memory_budget:g} GB: "
                   f"{largest}", file=sys.stderr, flush=True)
@@ -360,7 +405,8 @@ def memory_budget(args, strategies: list[str], argv: list[str]) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     print(f"text: {args.text}   vision: {args.vision} @ {args.img_size or 'default'} px   {args.precision}   "
-          f"budget {args.memory_budget:g} GB   fit on batches {args.fit_batches}, checked at {args.check_batch}")
+          f"budget {args.memory_budget:g} GB   fit on batches {args.fit_batches}, checked at {args.check_batch}   "
+          f"peak: {'/'.join(sorted({r['peak_kind'] for r in rows}))}")
     print(f"{'strategy':<14}{'grad ckpt':>10}{'fixed MB':>10}{'MB/sample':>11}{'check pred/meas MB':>22}"
           f"{'error':>8}{'largest batch':>15}")
     for r in rows:

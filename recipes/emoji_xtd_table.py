@@ -4,8 +4,10 @@ On emoji-XTD v2 with the embedded default's towers (multilingual-e5-small + Effi
 
 1. **Learning rate.** For each trained strategy, train seed 0 at every rate of ``--lrs`` and score it
    on the English *validation* concepts (eval set ``emoji-xtd-val``: held-out training concepts, all
-   three styles); the best English mean recall wins (a tie goes to the lower rate). The test files
-   are never read in this step.
+   three styles); the best English mean recall wins (a tie goes to the lower rate). A winner at
+   the grid's edge says the best rate may lie beyond it, so the grid grows by one half-decade
+   step that way (1e-3 -> 3e-3, 1e-4 -> 3e-5), at most ``EDGE_STEPS`` times. The test files are
+   never read in this step.
 2. **Seeds.** Train the other seeds at the chosen rate (seed 0 is the selection run itself), then
    evaluate every run on the test concepts: eight languages, each style and their mean, and the
    text probe. ``frozen`` is the untrained reference (its random projections seeded by the seed).
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -38,6 +41,8 @@ BASELINE = "clip"
 # preset keeps its own plan (lilt_da: deep adapters in both towers).
 CONFIG_VISION_ADAPTER = ("lilt_lwa",)
 TEST_SET, VAL_SET, PROTOCOL = "emoji-xtd", "emoji-xtd-val", "all"
+# How far the lr grid may grow past its edge when the best rate sits there (each step: one more run).
+EDGE_STEPS = 2
 # Settings a reused run must share with the one asked for.
 RUN_FIELDS = ("lr", "seed", "epochs", "max_steps", "batch_size", "train_data")
 
@@ -123,13 +128,29 @@ def choose_learning_rates(args, strategies: list[str], lrs: list[float], seed: i
     chosen = {}
     for strategy in strategies:
         scores = {}
-        for lr in lrs:
+
+        def score(lr: float) -> None:
             run_dir = ensure_trained(train_overrides(args, strategy, lr, seed))
             scores[lr] = validation_score(run_dir, val_set, opts)
             print(f"{strategy} lr {lr:g}: English validation mean recall {scores[lr]:.2f}", file=sys.stderr)
+
+        for lr in lrs:
+            score(lr)
         best = max(sorted(scores), key=lambda lr: scores[lr])  # sorted + max: a tie keeps the lower rate
-        chosen[strategy] = {"lr": best, "validation": {f"{lr:g}": round(v, 3) for lr, v in scores.items()}}
+        for _ in range(EDGE_STEPS if len(scores) > 1 else 0):
+            edge = +1 if best == max(scores) else -1 if best == min(scores) else 0
+            if not edge:
+                break
+            score(half_decade_step(best, edge))
+            best = max(sorted(scores), key=lambda lr: scores[lr])
+        chosen[strategy] = {"lr": best, "validation": {f"{lr:g}": round(v, 3) for lr, v in sorted(scores.items())}}
     return chosen
+
+
+def half_decade_step(lr: float, direction: int) -> float:
+    """The next rate of the 1-3-10 sequence above (``direction`` +1) or below (-1) ``lr``."""
+    step = round(2 * math.log10(lr)) + direction
+    return float(f"{10 ** (step / 2):.0e}")
 
 
 def evaluate_test(loaded, run_dir: Path, test_set, opts) -> Path:
@@ -170,7 +191,8 @@ def write_table_report(result_files: list[Path], selection: dict, out: str, wall
     grid = sorted({lr for s in selection.values() for lr in s["validation"]}, key=float)
     lines += ["| strategy | " + " | ".join(f"lr {lr}" for lr in grid) + " | chosen |",
               "|---|" + "---:|" * (len(grid) + 1)]
-    lines += [f"| {name} | " + " | ".join(f"{s['validation'].get(lr, float('nan')):.2f}" for lr in grid)
+    lines += [f"| {name} | " + " | ".join(f"{s['validation'][lr]:.2f}" if lr in s["validation"] else "—"
+                                          for lr in grid)
               + f" | {s['lr']:g} |" for name, s in selection.items()]
     lines += ["", "## Mean recall per style (all eight languages / the seven not trained on)", "",
               "| run | " + " | ".join(f"{style} all | {style} non-en" for style in _styles(files)) + " |",

@@ -52,6 +52,7 @@ def test_lr_selection_never_reads_the_test_files(tmp_path, tiny_model_config, mo
     config = write_yaml(tmp_path / "tiny.yaml", recipe_config(tiny_model_config("projection_only"),
                                                               data / "train.jsonl", max_steps=1, warmup_steps=0))
     table = load_recipe()
+    monkeypatch.setattr(table, "EDGE_STEPS", 0)  # a two-rate grid always has its winner at an edge
     args = argparse.Namespace(config=str(config), epochs=None, max_steps=1, data_dir=str(data),
                               runs_dir=str(tmp_path / "runs"))
     val_set = load_eval_set("emoji-xtd-val", data_dir=data)
@@ -82,6 +83,24 @@ def test_lr_selection_never_reads_the_test_files(tmp_path, tiny_model_config, mo
     args.max_steps = 2
     with pytest.raises(SystemExit, match="max_steps: 1 there, 2 asked"):
         table.ensure_trained(table.train_overrides(args, "projection_only", 1e-4, 0))
+
+
+@pytest.mark.parametrize("peak, tried, chosen", [
+    (3e-4, [1e-4, 3e-4, 1e-3], 3e-4),  # inside the grid: nothing added
+    (3e-3, [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], 3e-3),  # past the top edge: found, and its neighbour is worse
+    (1, [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], 1e-2),  # still rising: stops after EDGE_STEPS
+    (3e-5, [1e-5, 3e-5, 1e-4, 3e-4, 1e-3], 3e-5),  # the bottom edge grows downwards
+])
+def test_lr_grid_grows_past_the_edge_where_the_best_rate_sits(monkeypatch, peak, tried, chosen):
+    table = load_recipe()
+    assert table.EDGE_STEPS == 2
+    trained = []
+    monkeypatch.setattr(table, "ensure_trained", lambda flags: trained.append(float(flags[flags.index("--lr") + 1])))
+    monkeypatch.setattr(table, "validation_score", lambda run_dir, val_set, opts: -abs(math.log10(trained[-1] / peak)))
+    args = argparse.Namespace(config="c.yaml", epochs=None, max_steps=None, data_dir=None, runs_dir="runs/t")
+    selection = table.choose_learning_rates(args, ["lilt_ln"], [1e-4, 3e-4, 1e-3], 0, None, None)["lilt_ln"]
+    assert sorted(trained) == tried and selection["lr"] == chosen
+    assert list(selection["validation"]) == [f"{lr:g}" for lr in tried]
 
 
 def test_every_table_run_trains_on_v2_whatever_the_config_names():
