@@ -2,7 +2,7 @@
 
     mlilt eval runs/emoji-xtd/lilt_lwa-s0 --eval-set emoji-xtd        # cross-lingual retrieval
     mlilt eval RUN --eval-set xtd10 --protocol lilt200 --image-root ~/coco2014 --langs ru,tr
-    mlilt report runs/emoji-xtd/*/eval/emoji-xtd-v1_test.json --baseline clip --out reports/local/emoji-xtd
+    mlilt report runs/emoji-xtd/*/eval/emoji-xtd_all.json --baseline clip --out reports/local/emoji-xtd
     mlilt search runs/emoji-xtd/lilt_lwa-s0 --images DIR "czerwony samochód" --html out.html
     mlilt export runs/emoji-xtd/lilt_lwa-s0 OUT --repo-id ORG/NAME                # hub-ready folder
     mlilt data check train.jsonl --image-root images/                   # missing images, empty captions

@@ -1,8 +1,8 @@
 """Align a vision tower to a multilingual text tower on English image-caption pairs (LilT recipe).
 
 With no ``--config`` (and no ``--resume``) it runs the embedded default, ``configs/emoji_xtd.yaml``:
-multilingual-e5-small + EfficientNet-Lite0 from mlilt's offline zoo, ``lilt_lwa``, on emoji-XTD's
-English names -- the paper's pipeline on what exists offline on a CPU.
+multilingual-e5-small + EfficientNet-Lite0 from mlilt's offline zoo, ``lilt_lwa``, on emoji-XTD v2's
+English captions -- the paper's pipeline on what exists offline on a CPU.
 
 A thin script: parse the configuration, call ``mlilt.train.loop.train``. The configuration is the
 dataclass ``mlilt.train.config.TrainConfig``; a YAML file (``--config``) sets any of its fields and

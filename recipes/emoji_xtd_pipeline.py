@@ -7,14 +7,14 @@ adapters (``lilt_lwa``) and with every parameter (``clip``), evaluate both in ei
 
     python recipes/emoji_xtd_pipeline.py                      # what `make demo` runs
     python recipes/emoji_xtd_pipeline.py --seeds 0,1,2        # mean ± std over seeds
-    python recipes/emoji_xtd_pipeline.py --seeds 0,1,2 --method-config recipes/configs/emoji_xtd_v1.yaml \
-        --runs-dir runs/emoji-xtd-report --out reports/emoji-xtd     # the committed report (deep vision adapter)
-    python recipes/emoji_xtd_pipeline.py --version 2 --runs-dir runs/emoji-xtd-v2 --out reports/local/emoji-xtd-v2
+    python recipes/emoji_xtd_pipeline.py --version 1 --seeds 0,1,2 --runs-dir runs/emoji-xtd-report \
+        --out reports/emoji-xtd                                  # the committed v1 report (deep vision adapter)
 
 Finished runs are reused (a run directory with a final model is not trained again), so an
 interrupted pipeline picks up where it stopped. Outputs: ``runs/emoji-xtd/<strategy>-s<seed>/``
-(model, metrics, ``eval/emoji-xtd-v1_test.json``; v2: ``emoji-xtd_all.json``) and ``reports/local/emoji-xtd.{md,csv,tex,png}``
-(git-ignored: a demo never overwrites the committed ``reports/emoji-xtd.*``).
+(model, metrics, ``eval/emoji-xtd_all.json``: eight languages, each of the three styles and their
+mean; v1: ``emoji-xtd-v1_test.json``) and ``reports/local/emoji-xtd.{md,csv,tex,png}`` (git-ignored: a
+demo never overwrites the committed ``reports/*``).
 """
 
 from __future__ import annotations
@@ -24,26 +24,30 @@ import sys
 import time
 from pathlib import Path
 
-CONFIGS = {  # strategy -> training config; the first is the method, the last the baseline
-    "lilt_lwa": "recipes/configs/emoji_xtd.yaml",
-    "clip": "recipes/configs/emoji_xtd_clip.yaml",
-}
 BASELINE = "clip"
-# --version -> (training source, eval set, protocol). v1 is still the default: `make demo` moves to v2
-# once recipes/emoji_xtd_table.py has chosen each strategy's learning rate (issue 9, part 6).
-VERSIONS = {1: ("emoji-xtd-v1", "emoji-xtd-v1", "test"), 2: ("emoji-xtd", "emoji-xtd", "all")}
+# --version -> training configs (strategy -> config; the first is the method, the last the baseline), eval
+# set, protocol. v2's configs carry each strategy's learning rate as recipes/emoji_xtd_table.py chose it;
+# v1's are the configuration behind the committed reports/emoji-xtd.* (deep vision adapter, lr 1e-4).
+VERSIONS = {
+    2: ({"lilt_lwa": "recipes/configs/emoji_xtd.yaml", "clip": "recipes/configs/emoji_xtd_clip.yaml"},
+        "emoji-xtd", "all"),
+    1: ({"lilt_lwa": "recipes/configs/emoji_xtd_v1.yaml", "clip": "recipes/configs/emoji_xtd_v1_clip.yaml"},
+        "emoji-xtd-v1", "test"),
+}
+STRATEGIES = tuple(VERSIONS[2][0])
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seeds", default="0", help="Comma-separated training seeds (each strategy once per seed).")
-    p.add_argument("--strategies", default=",".join(CONFIGS), help="Comma-separated subset of " + ", ".join(CONFIGS))
+    p.add_argument("--strategies", default=",".join(STRATEGIES),
+                   help="Comma-separated subset of " + ", ".join(STRATEGIES))
     p.add_argument("--epochs", type=int, default=None, help="Override the configs' epochs.")
-    p.add_argument("--method-config", default=CONFIGS["lilt_lwa"],
-                   help="Training config of lilt_lwa (default %(default)s; the committed report used "
-                        "recipes/configs/emoji_xtd_v1.yaml, a deep vision adapter).")
-    p.add_argument("--version", type=int, choices=sorted(VERSIONS), default=1,
-                   help="emoji-XTD version: 1 (Noto, names; default, the committed report) or 2 (three styles).")
+    p.add_argument("--method-config", default=None,
+                   help="Training config of lilt_lwa (default: the version's, " + VERSIONS[2][0]["lilt_lwa"] + ").")
+    p.add_argument("--version", type=int, choices=sorted(VERSIONS), default=2,
+                   help="emoji-XTD version: 2 (default: three styles, name + keyword captions) or 1 (Noto, "
+                        "names: the committed reports/emoji-xtd.*).")
     p.add_argument("--runs-dir", default="runs/emoji-xtd", help="Where the training runs go.")
     p.add_argument("--out", default="reports/local/emoji-xtd",
                    help="Report path prefix (.md, .csv, .tex, .png); reports/local/ is git-ignored.")
@@ -65,7 +69,8 @@ def main(argv=None) -> int:
     stage("offline zoo: multilingual-e5-small, EfficientNet-Lite0")
     for name in ("multilingual-e5-small", "tf_efficientnet_lite0"):
         print(f"{name}: {zoo.ensure(name)}", file=sys.stderr)
-    train_data, eval_name, protocol = VERSIONS[args.version]
+    configs, eval_name, protocol = VERSIONS[args.version]
+    configs = dict(configs, **({"lilt_lwa": args.method_config} if args.method_config else {}))
     stage(f"emoji-XTD v{args.version}")
     print(build_emoji_xtd(version=args.version), file=sys.stderr)
 
@@ -77,19 +82,17 @@ def main(argv=None) -> int:
     from mlilt.train.loop import train
 
     eval_set = load_eval_set(eval_name)
-    configs = dict(CONFIGS, lilt_lwa=args.method_config)
     results = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         for strategy in args.strategies.split(","):
             run_dir = Path(args.runs_dir) / f"{strategy}-s{seed}"
-            overrides = ["--config", str(repo / configs[strategy]), "--seed", str(seed), "--run_dir", str(run_dir),
-                         "--train_data", train_data]
+            overrides = ["--config", str(repo / configs[strategy]), "--seed", str(seed), "--run_dir", str(run_dir)]
             if args.epochs:
                 overrides += ["--epochs", str(args.epochs)]
             if (run_dir / "model").is_dir():
                 stage(f"{strategy} seed {seed}: trained already ({run_dir})")
             else:
-                stage(f"{strategy} seed {seed}: training on English names -> {run_dir}")
+                stage(f"{strategy} seed {seed}: training on English captions -> {run_dir}")
                 # A run interrupted before its final model continues from its latest checkpoint.
                 train(parse_train_args(overrides + ["--resume", "true"]))
             stage(f"{strategy} seed {seed}: evaluating in {', '.join(eval_set.languages())}")

@@ -65,11 +65,13 @@ def test_recipe_without_arguments_runs_the_embedded_default():
     recipe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(recipe)
     config = recipe.parse_recipe_args([])
-    # layerwise adapters on both sides (CNN towers take them since issue 9), on emoji-XTD v1 until v2 has its
-    # learning rates; emoji_xtd_v1.yaml (the committed report) kept the deep vision block
-    assert (config.train_data, config.model.strategy, config.model.vision_adapter) == ("emoji-xtd-v1", "lilt_lwa", None)
+    # layerwise adapters on both sides (CNN towers take them since issue 9), on emoji-XTD v2;
+    # emoji_xtd_v1.yaml (the committed report) kept the deep vision block and v1's names
+    assert (config.train_data, config.model.strategy, config.model.vision_adapter) == ("emoji-xtd", "lilt_lwa", None)
     v1 = recipe.parse_recipe_args(["--config", str(REPO / "recipes/configs/emoji_xtd_v1.yaml")]).model
     assert (v1.strategy, v1.vision_adapter, v1.vision.name) == ("lilt_lwa", "deep", "tf_efficientnet_lite0")
+    v1_data = recipe.parse_recipe_args(["--config", str(REPO / "recipes/configs/emoji_xtd_v1.yaml")]).train_data
+    assert v1_data == "emoji-xtd-v1"
     assert config.model.text.name_or_path == "zoo:multilingual-e5-small"
     assert recipe.parse_recipe_args(["--model.strategy", "clip"]).model.strategy == "clip"
     assert recipe.parse_recipe_args(["--config", str(REPO / "recipes/configs/paper_mbert_deit.yaml")]).model.vision.img_size == 256
