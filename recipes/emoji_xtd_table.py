@@ -26,8 +26,10 @@ again, and its evaluations written after that model are read back), so the table
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+import signal
 import sys
 import time
 from pathlib import Path
@@ -43,6 +45,8 @@ CONFIG_VISION_ADAPTER = ("lilt_lwa",)
 TEST_SET, VAL_SET, PROTOCOL = "emoji-xtd", "emoji-xtd-val", "all"
 # How far the lr grid may grow past its edge when the best rate sits there (each step: one more run).
 EDGE_STEPS = 2
+# One line per invocation on a runs dir (start, minutes, finished?): a table that spans sessions says what it cost.
+INVOCATIONS = "invocations.jsonl"
 # Settings a reused run must share with the one asked for.
 RUN_FIELDS = ("lr", "seed", "epochs", "max_steps", "batch_size", "train_data")
 
@@ -188,7 +192,8 @@ def untrained_reference(args, seed: int):
                        vision_kwargs=m.vision.model_kwargs, seed=seed)
 
 
-def write_table_report(result_files: list[Path], selection: dict, out: str, wall_min: float) -> list[Path]:
+def write_table_report(result_files: list[Path], selection: dict, out: str, wall_min: float, total_min: float,
+                       invocations: int) -> list[Path]:
     """The report files: mlilt report's tables plus the rates, per-style means, paired Δ and the chart."""
     from mlilt.report import (build_report, load_results, paired_differences, plot_strategy_summary,
                               protocol_view, render_paired_markdown, write_report)
@@ -231,11 +236,30 @@ def write_table_report(result_files: list[Path], selection: dict, out: str, wall
                       "n = seeds × languages differences. Languages of one seed share a model, so they are not "
                       "independent: the interval says how consistent the gap is, not more.", ""]
             lines += render_paired_markdown(frame, baseline, "mean recall")
-    lines += ["", f"Wall time of this table run: {wall_min:.1f} min (runs reused from earlier sessions count 0).",
+    lines += ["", f"Wall time: {wall_min:.1f} min in the invocation that wrote this report (reused runs count 0); "
+              f"{total_min:.1f} min over all {invocations} invocations on its runs dir ({INVOCATIONS} there).",
               f"Chart: {chart.name}.", ""]
     md = prefix.with_name(prefix.name + ".md")
     md.write_text(md.read_text(encoding="utf-8") + "\n".join(lines), encoding="utf-8")
     return written + [chart]
+
+
+@contextlib.contextmanager
+def invocation_ledger(runs_dir: str | Path):
+    """Yield the earlier invocations' records; on the way out (also on an error or SIGTERM) append this one's."""
+    path = Path(runs_dir) / INVOCATIONS
+    earlier = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.is_file() else []
+    this = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "argv": sys.argv[1:], "finished": False}
+    start = time.perf_counter()
+    previous_handler = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that `finally` runs
+    try:
+        yield earlier, this
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+        this["minutes"] = round((time.perf_counter() - start) / 60, 2)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(this) + "\n")
 
 
 def _styles(files) -> list[str]:
@@ -258,33 +282,36 @@ def main(argv=None) -> int:
     from mlilt.evaluation.harness import EncodeOptions, load_for_eval
     from mlilt.evaluation.sets import load_eval_set
 
-    stage("emoji-XTD v2")
-    data_dir = build_emoji_xtd(args.data_dir, version=2)
-    opts = EncodeOptions(precision=args.precision)
-    trained = [s for s in strategies if s != UNTRAINED]
+    with invocation_ledger(args.runs_dir) as (earlier, this):
+        stage("emoji-XTD v2")
+        data_dir = build_emoji_xtd(args.data_dir, version=2)
+        opts = EncodeOptions(precision=args.precision)
+        trained = [s for s in strategies if s != UNTRAINED]
 
-    stage(f"learning rates {', '.join(f'{lr:g}' for lr in lrs)} on seed {seeds[0]}: English validation concepts")
-    selection = choose_learning_rates(args, trained, lrs, seeds[0], load_eval_set(VAL_SET, data_dir=data_dir), opts)
-    selection_path = Path(args.runs_dir) / "lr_selection.json"
-    selection_path.write_text(json.dumps(selection, indent=1) + "\n", encoding="utf-8")
+        stage(f"learning rates {', '.join(f'{lr:g}' for lr in lrs)} on seed {seeds[0]}: English validation concepts")
+        selection = choose_learning_rates(args, trained, lrs, seeds[0], load_eval_set(VAL_SET, data_dir=data_dir), opts)
+        selection_path = Path(args.runs_dir) / "lr_selection.json"
+        selection_path.write_text(json.dumps(selection, indent=1) + "\n", encoding="utf-8")
 
-    test_set = load_eval_set(TEST_SET, data_dir=data_dir)
-    results = []
-    for strategy in strategies:
-        for seed in seeds:
-            if strategy == UNTRAINED:
-                run_dir = run_dir_of(args.runs_dir, strategy, None, seed)
-                stage(f"{run_dir.name}: untrained reference")
-                results.append(evaluate_test(lambda: untrained_reference(args, seed), run_dir, test_set, opts))
-                continue
-            run_dir = ensure_trained(train_overrides(args, strategy, selection[strategy]["lr"], seed))
-            results.append(evaluate_test(lambda: load_for_eval(run_dir), run_dir, test_set, opts))
+        test_set = load_eval_set(TEST_SET, data_dir=data_dir)
+        results = []
+        for strategy in strategies:
+            for seed in seeds:
+                if strategy == UNTRAINED:
+                    run_dir = run_dir_of(args.runs_dir, strategy, None, seed)
+                    stage(f"{run_dir.name}: untrained reference")
+                    results.append(evaluate_test(lambda: untrained_reference(args, seed), run_dir, test_set, opts))
+                    continue
+                run_dir = ensure_trained(train_overrides(args, strategy, selection[strategy]["lr"], seed))
+                results.append(evaluate_test(lambda: load_for_eval(run_dir), run_dir, test_set, opts))
 
-    wall = (time.perf_counter() - started) / 60
-    stage(f"report -> {args.out}.{{md,csv,tex,png}}")
-    for path in write_table_report(results, selection, args.out, wall):
-        print(path)
-    print(f"table wall time: {wall:.1f} min", file=sys.stderr)
+        wall = (time.perf_counter() - started) / 60
+        total = wall + sum(e.get("minutes", 0) for e in earlier)
+        stage(f"report -> {args.out}.{{md,csv,tex,png}}")
+        for path in write_table_report(results, selection, args.out, wall, total, len(earlier) + 1):
+            print(path)
+        print(f"table wall time: {wall:.1f} min; {total:.1f} min over {len(earlier) + 1} invocations", file=sys.stderr)
+        this["finished"] = True
     return 0
 
 

@@ -169,3 +169,20 @@ def _r(tr1: float) -> dict:
     from test_report import recalls
 
     return recalls(tr1)
+
+
+def test_every_invocation_is_recorded_even_one_that_fails(tmp_path):
+    """A table that spans sessions adds up its invocations' wall time; a killed or failed one still counts."""
+    table = load_recipe()
+    with table.invocation_ledger(tmp_path) as (earlier, this):
+        assert earlier == []
+        this["finished"] = True
+    with pytest.raises(RuntimeError):
+        with table.invocation_ledger(tmp_path) as (earlier, this):
+            assert [e["finished"] for e in earlier] == [True]
+            raise RuntimeError("killed half-way")
+    with table.invocation_ledger(tmp_path) as (earlier, this):
+        assert [e["finished"] for e in earlier] == [True, False]
+        assert all(e["minutes"] >= 0 and e["started"] for e in earlier)
+    lines = (tmp_path / table.INVOCATIONS).read_text().splitlines()
+    assert [json.loads(line)["finished"] for line in lines] == [True, False, False]
