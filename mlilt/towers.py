@@ -96,9 +96,16 @@ _POOLERS = {"cls": _cls_pool, "mean": _mean_pool}
 
 
 def _is_post_ln_sublayer_output(module: nn.Module) -> bool:
-    """BERT-family ``*SelfOutput`` / ``*Output``: ``LayerNorm(dropout(dense(h)) + residual)``."""
-    return all(isinstance(getattr(module, n, None), m) for n, m in
-               (("dense", nn.Linear), ("dropout", nn.Dropout), ("LayerNorm", nn.LayerNorm)))
+    """BERT-family ``*SelfOutput`` / ``*Output``: ``LayerNorm(dropout(dense(h)) + residual)``.
+
+    Also once LoRA wraps its ``dense`` (PEFT's ``base_layer``) or an adapter follows its ``dropout``
+    (``adapter_after``'s ``base``), so that a tower's layers are found again after either.
+    """
+    dense = getattr(module, "dense", None)
+    dropout = getattr(module, "dropout", None)
+    return (isinstance(getattr(dense, "base_layer", dense), nn.Linear)
+            and isinstance(getattr(dropout, "base", dropout), nn.Dropout)
+            and isinstance(getattr(module, "LayerNorm", None), nn.LayerNorm))
 
 
 def _is_pre_ln_block(module: nn.Module) -> bool:

@@ -218,3 +218,11 @@ def test_load_finds_the_model_in_a_run_directory(tiny_model_config, tmp_path):
     assert mlilt.model.resolve_model_dir(tmp_path / "run") == tmp_path / "run" / "model"
     with pytest.raises(FileNotFoundError, match="neither a saved model"):
         mlilt.load(tmp_path)
+
+
+@pytest.mark.parametrize("strategy", ["lilt_lwa", "lilt_lora"])
+def test_text_layers_are_found_again_after_adapters_or_lora(tiny_model_config, strategy):
+    base = build_model(tiny_model_config("frozen"))
+    adapted = build_model(tiny_model_config(strategy))
+    assert len(adapted.text.layers()) == len(base.text.layers())
+    assert [type(m) for m in adapted.text.layers()] == [type(m) for m in base.text.layers()]
