@@ -3,16 +3,22 @@
     python benchmarks/train_step.py --text recipes/configs/architectures/bert-base-multilingual-cased.json \\
         --vision deit_base_patch16_224 --no-pretrained --batch 8 --precision bf16 --strategies clip,lilt_lwa
     python benchmarks/train_step.py ... --json           # a list of objects instead of the table
-    python benchmarks/train_step.py ... --rounds 3       # interleaved A B C A B C ...: ratios on a drifting machine
+    python benchmarks/train_step.py ... --steps 10       # more rounds: a steadier median on a drifting machine
 
-Each strategy runs in a fresh child process, one after the other, so that no strategy inherits
-another's allocations. The child builds the model on the CPU (``--no-pretrained``: random weights,
-timing does not depend on them), then runs the library's own training step
+Memory, FLOPs and counts: each strategy runs in a fresh child process, one after the other, so that no
+strategy inherits another's allocations. The child builds the model on the CPU (``--no-pretrained``:
+random weights, timing does not depend on them), then runs the library's own training step
 (``mlilt.train.loop.training_step``: autocast towers, fp32 global InfoNCE, backward, AdamW with the
-paper's settings) on one fixed random batch: ``--warmup`` steps first (the first step allocates the
-optimizer state), then ``--steps`` timed steps; ``step_s`` is the fastest of them (timeit's rule:
-on a shared machine the fastest run is the least disturbed one; ``step_s_median`` and every step's
-time are in the JSON too).
+paper's settings) on one fixed random batch, ``--warmup`` steps and one more (the first step allocates
+the optimizer state).
+
+Step time: one more child builds every strategy's model and, after ``--warmup`` steps each, runs
+``--steps`` rounds of one step of each strategy in turn (A B C A B C ...). A shared VM's speed drifts
+by 10-30 % within minutes; strategies timed in separate processes each see a different minute, and a
+ratio of their fastest steps measures that drift as much as the strategies (1.12x, 1.15x and 1.27x for
+the same ``lilt_lwa`` / ``ln_only`` code). Steps taken in the same round see the same machine, so a
+ratio is the median over rounds of the ratio within each round; ``step_s`` is each strategy's median
+step; every step is in the JSON (``step_s_all``).
 
 Memory (``peak_mem_mb``, MB = 2**20 bytes) is the process's peak footprint *while training*:
 on CUDA ``torch.cuda.max_memory_allocated``; on the CPU the peak resident set size (``VmHWM``),
@@ -31,8 +37,7 @@ The line is fitted per allocator event (``fit_moments``), not only through the p
 sets the peak moves with the batch (late in backward, gradients allocated, at small batches; early,
 activations kept, at large ones), so a line through small batches' peaks can underestimate a large one.
 
-Columns: step time (wall clock; ``step_cpu_s``: CPU time of the process over all its threads, the
-steadier figure on a shared machine), peak memory, trainable parameters and optimizer-state bytes,
+Columns: step time (wall clock; ``step_cpu_s``: CPU time of the process over all its threads), peak memory, trainable parameters and optimizer-state bytes,
 each with its ratio to ``clip`` (when ``clip`` is among the strategies).
 """
 
@@ -70,12 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
                    help="fp32, or autocast of the towers to bf16/fp16 (loss and weights stay fp32).")
     p.add_argument("--strategies", default="clip,lilt_lwa", help="Comma-separated strategy presets.")
-    p.add_argument("--steps", type=int, default=2, help="Timed steps per strategy (median reported).")
+    p.add_argument("--steps", type=int, default=3,
+                   help="Timed rounds: one step of each strategy in turn, in one process (median reported).")
     p.add_argument("--warmup", type=int, default=1, help="Untimed steps first (optimizer state, allocator).")
-    p.add_argument("--rounds", type=int, default=1,
-                   help="Run the whole list of strategies this many times, interleaved (A B C A B C ...), and "
-                        "keep each strategy's fastest step over all rounds: on a shared machine a slow minute "
-                        "then hits every strategy, not only the one running in it.")
     p.add_argument("--gradient-checkpointing", action="store_true", help="Recompute tower activations.")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA if available.")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads in the child (default: torch's).")
@@ -92,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check-batch", type=int, default=8, help="Batch measured to check the fit (not fitted on).")
     p.add_argument("--json", action="store_true", help="Print a JSON list instead of the table.")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)  # internal: run one strategy
+    p.add_argument("--child-time", default=None, help=argparse.SUPPRESS)  # internal: time these strategies in turn
     p.add_argument("--child-mode", default="eager", help=argparse.SUPPRESS)  # internal: eager | compiled
     p.add_argument("--timeline", default=None, help=argparse.SUPPRESS)  # internal: the child's memory per event
     return p
@@ -195,38 +198,38 @@ def profile_step(t, batch: dict, rows: int) -> str:
     return prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=48)
 
 
-def run_child(args) -> dict:
-    import gc
-
+def _accelerator(args):
     import torch
     from accelerate import Accelerator
-
-    import mlilt
-    from mlilt.train.checkpoint import trained_state_nbytes
-    from mlilt.train.config import TrainConfig
-    from mlilt.train.loop import prepare_training, training_step
 
     if args.threads:
         torch.set_num_threads(args.threads)
     cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+    return Accelerator(cpu=not cuda, mixed_precision={"fp32": "no"}.get(args.precision, args.precision),
+                       dynamo_backend="inductor" if args.child_mode == "compiled" else "no")
+
+
+def build_training(args, accelerator, strategy: str, steps: int):
+    """The model of ``strategy``, its ``Training`` through the library's own ``prepare_training``, a fixed batch."""
+    import torch
+
+    import mlilt
+    from mlilt.train.config import TrainConfig
+    from mlilt.train.loop import prepare_training
+
     torch.manual_seed(0)
     pretrained = not args.no_pretrained
     model_config = mlilt.ModelConfig(
         text=mlilt.TextTowerConfig(args.text, pretrained=pretrained, max_length=args.text_length),
         vision=mlilt.VisionTowerConfig(args.vision, pretrained=pretrained, img_size=args.img_size,
                                        model_kwargs=json.loads(args.vision_kwargs)),
-        embed_dim=args.embed_dim, strategy=args.child)
+        embed_dim=args.embed_dim, strategy=strategy)
     built = time.perf_counter()
     model = mlilt.build_model(model_config)
     build_s = time.perf_counter() - built
-    counts = mlilt.count(model)
-    steps = args.warmup + args.steps
     config = TrainConfig(model=model_config, batch_size=args.batch, warmup_steps=0,
-                         mixed_precision={"fp32": "no"}.get(args.precision, args.precision),
+                         mixed_precision=accelerator.mixed_precision,
                          gradient_checkpointing=args.gradient_checkpointing)
-    compiled = args.child_mode == "compiled"
-    accelerator = Accelerator(cpu=not cuda, mixed_precision=config.mixed_precision,
-                              dynamo_backend="inductor" if compiled else "no")
     t = prepare_training(accelerator, model, config, total_steps=steps)
 
     generator = torch.Generator().manual_seed(0)
@@ -236,6 +239,42 @@ def run_child(args) -> dict:
              "input_ids": torch.randint(min(1000, vocab - 1), vocab, (args.batch, args.text_length),
                                         generator=generator),
              "attention_mask": torch.ones(args.batch, args.text_length, dtype=torch.long)}
+    return model, t, batch, build_s
+
+
+def timed_step(t, batch: dict, label: str) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds (all threads) and loss of one ``training_step``."""
+    import torch
+
+    from mlilt.train.loop import training_step
+
+    start, cpu_start = time.perf_counter(), time.process_time()
+    loss = float(training_step(t, [batch])["loss"])
+    if t.accelerator.device.type == "cuda":
+        torch.cuda.synchronize()
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    print(f"[{label}] step: {wall:.3g} s wall, {cpu:.3g} s CPU", file=sys.stderr, flush=True)
+    return wall, cpu, loss
+
+
+def run_child(args) -> dict:
+    """Everything but the step time of one strategy, alone in its process: memory, counts, FLOPs, profile.
+
+    Runs ``--warmup`` steps, then one more: AdamW allocates its state at the end of the first step, so the
+    peak of the next one is what every step of a real run holds.
+    """
+    import gc
+
+    import torch
+
+    import mlilt
+    from mlilt.train.checkpoint import trained_state_nbytes
+
+    accelerator = _accelerator(args)
+    cuda = accelerator.device.type == "cuda"
+    steps = args.warmup + 1
+    model, t, batch, build_s = build_training(args, accelerator, args.child, steps)
+    counts = mlilt.count(model)
 
     gc.collect()
     replay = args.memory_budget is not None and not cuda  # see the module docstring: RSS is too coarse for a fit
@@ -250,20 +289,8 @@ def run_child(args) -> dict:
     else:
         reset_ok = _reset_peak_rss()
         base_mb = (_status_kb("VmRSS") or 0) / 1024
-    times, cpu_times, losses = [], [], []
     with allocated:
-        for i in range(steps):
-            start, cpu_start = time.perf_counter(), time.process_time()
-            out = training_step(t, [batch])
-            losses.append(float(out["loss"]))
-            if cuda:
-                torch.cuda.synchronize()
-            wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-            if i >= args.warmup:
-                times.append(wall)
-                cpu_times.append(cpu)
-            print(f"[{args.child}] step {i + 1}/{steps}: {wall:.2f} s wall, {cpu:.2f} s CPU", file=sys.stderr,
-                  flush=True)
+        losses = [timed_step(t, batch, f"{args.child} {args.child_mode}, memory")[2] for _ in range(steps)]
     if cuda:
         peak_mb, peak_kind = torch.cuda.max_memory_allocated() / MIB, "cuda_max_allocated"
     elif replay:
@@ -277,65 +304,101 @@ def run_child(args) -> dict:
     extra = {}
     if not args.no_flops:
         extra.update(count_flops(t.dual, {k: v.to(accelerator.device) for k, v in batch.items()}))
-        extra["flop_per_s"] = extra["flops"] / min(times) if times else float("nan")
     if args.profile:
         table = profile_step(t, {k: v.to(accelerator.device) for k, v in batch.items()}, args.profile)
         print(f"[{args.child} {args.child_mode}] profile of one step:\n{table}", file=sys.stderr, flush=True)
         extra["profile"] = table
     optimizer_bytes = sum(v.numel() * v.element_size() for state in t.optimizer.state.values()
                           for v in state.values() if torch.is_tensor(v))
-    return {"strategy": args.child, "mode": args.child_mode, "step_s": min(times, default=float("nan")),
-            "step_s_median": statistics.median(times) if times else float("nan"), "step_s_all": times,
-            "step_cpu_s": min(cpu_times, default=float("nan")), "step_cpu_s_all": cpu_times,
+    return {"strategy": args.child, "mode": args.child_mode,
             "peak_mem_mb": peak_mb, "mem_over_model_mb": peak_mb - base_mb,
             "model_mem_mb": base_mb, "peak_kind": peak_kind, "trainable": counts["trainable"],
             "total": counts["total"], "percent_trainable": counts["percent_trainable"],
             "optimizer_state_bytes": optimizer_bytes, "trained_state_bytes": trained_state_nbytes(model),
-            "build_s": build_s, "loss": losses, "device": "cuda" if cuda else "cpu",
+            "build_s": build_s, "loss": losses, "device": accelerator.device.type,
             "threads": torch.get_num_threads(), "precision": args.precision, "batch": args.batch,
             "gradient_checkpointing": args.gradient_checkpointing, **extra}
 
 
+def run_timing_child(args) -> dict:
+    """Step times of every strategy in one process, one step of each in turn (A B C A B C ...).
+
+    This machine's speed drifts by 10-30 % within minutes; strategies timed one after the other each see
+    a different minute, strategies timed in turn see the same one, step by step.
+    """
+    strategies = args.child_time.split(",")
+    accelerator = _accelerator(args)
+    runs = [build_training(args, accelerator, s, args.warmup + args.steps)[1:3] for s in strategies]
+    for (t, batch), s in zip(runs, strategies):
+        for _ in range(args.warmup):
+            timed_step(t, batch, f"{s} {args.child_mode}, warm-up")
+    times = {s: {"step_s_all": [], "step_cpu_s_all": []} for s in strategies}
+    for i in range(args.steps):
+        for (t, batch), s in zip(runs, strategies):
+            wall, cpu, _ = timed_step(t, batch, f"{s} {args.child_mode}, round {i + 1}/{args.steps}")
+            times[s]["step_s_all"].append(wall)
+            times[s]["step_cpu_s_all"].append(cpu)
+    return times
+
+
 # ---- the parent: one child per strategy, then the table ----------------------------------------
 
-def run_strategy(args, strategy: str, argv: list[str], mode: str = "eager") -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), *argv, "--child", strategy, "--child-mode", mode]
-    print(f"running {strategy} ({mode}) ...", file=sys.stderr, flush=True)
+def _run(args, argv: list[str], what: str, child_flags: list[str]) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), *argv, *child_flags]
+    print(f"running {what} ...", file=sys.stderr, flush=True)
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None, text=True, timeout=args.timeout, cwd=REPO,
                           check=False)
     lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
     if proc.returncode or not lines:
-        raise RuntimeError(f"strategy {strategy}: the child process failed (exit {proc.returncode})")
+        raise RuntimeError(f"{what}: the child process failed (exit {proc.returncode})")
     return json.loads(lines[-1][len(RESULT_PREFIX):])
 
 
-def merge_rounds(rounds: list[list[dict]]) -> list[dict]:
-    """One row per strategy and mode from interleaved rounds: the fastest step of all rounds (timeit's rule).
+def run_strategy(args, strategy: str, argv: list[str], mode: str = "eager") -> dict:
+    """Memory, counts, FLOPs (and profile) of one strategy, in a fresh process."""
+    return _run(args, argv, f"{strategy} ({mode})", ["--child", strategy, "--child-mode", mode])
 
-    Memory, FLOPs and counts come from the first round (they do not depend on the machine's load);
-    every round's step times are kept in ``step_s_rounds``.
-    """
-    merged = []
-    for i, first in enumerate(rounds[0]):
-        same = [r[i] for r in rounds]
-        times = [t for r in same for t in r["step_s_all"]]
-        cpu_times = [t for r in same for t in r["step_cpu_s_all"]]
-        merged.append({**first, "rounds": len(rounds), "step_s": min(times), "step_s_median": statistics.median(times),
-                       "step_s_all": times, "step_cpu_s": min(cpu_times), "step_cpu_s_all": cpu_times,
-                       "step_s_rounds": [r["step_s_all"] for r in same],
-                       **({"flop_per_s": first["flops"] / min(times)} if "flops" in first else {})})
-    return merged
+
+def run_timing(args, strategies: list[str], argv: list[str], mode: str = "eager") -> dict:
+    """Step times of all strategies, taken in turn in one fresh process."""
+    return _run(args, argv, f"{', '.join(strategies)} in turn ({mode}), {args.steps} rounds",
+                ["--child-time", ",".join(strategies), "--child-mode", mode])
+
+
+def paired_ratio(times: list[float], base: list[float]) -> float:
+    """Median over rounds of one strategy's step over another's taken in the same round."""
+    return statistics.median(t / b for t, b in zip(times, base))
+
+
+def add_timings(rows: list[dict], timings: dict[str, dict]) -> list[dict]:
+    """Each row's step time (median of its rounds) and its paired ratios to ``clip`` in the same mode."""
+    for r in rows:
+        own = timings[r["mode"]][r["strategy"]]
+        r.update(own, step_s=statistics.median(own["step_s_all"]), step_cpu_s=statistics.median(own["step_cpu_s_all"]))
+        if "flops" in r:
+            r["flop_per_s"] = r["flops"] / r["step_s"]
+    for i, r in enumerate(rows):
+        clip = timings[r["mode"]].get("clip")
+        r["time_vs_clip"] = paired_ratio(r["step_s_all"], clip["step_s_all"]) if clip else None
+        r["cpu_vs_clip"] = paired_ratio(r["step_cpu_s_all"], clip["step_cpu_s_all"]) if clip else None
+        # Every earlier strategy as a baseline too (e.g. lilt_lwa against ln_only, the floor it adds adapters to).
+        r["time_vs"] = {o["strategy"]: paired_ratio(r["step_s_all"], o["step_s_all"])
+                        for o in rows[:i] if o["mode"] == r["mode"]}
+    return rows
 
 
 def add_ratios(rows: list[dict]) -> list[dict]:
-    """Each row against ``clip`` run the same way (eager against eager, compiled against compiled)."""
+    """Memory, parameters, optimizer state and FLOPs of each row against ``clip`` run the same way."""
     for r in rows:
         clip = next((c for c in rows if c["strategy"] == "clip" and c["mode"] == r["mode"]), None)
-        for key, base in (("time_vs_clip", "step_s"), ("cpu_vs_clip", "step_cpu_s"), ("mem_vs_clip", "peak_mem_mb"),
-                          ("trainable_vs_clip", "trainable"), ("optimizer_vs_clip", "optimizer_state_bytes"),
-                          ("flops_vs_clip", "flops")):
+        for key, base in (("mem_vs_clip", "peak_mem_mb"), ("trainable_vs_clip", "trainable"),
+                          ("optimizer_vs_clip", "optimizer_state_bytes"), ("flops_vs_clip", "flops")):
             r[key] = r[base] / clip[base] if clip and clip.get(base) and base in r else None
     return rows
+
+
+def timings_of(rows: list[dict], strategy: str, mode: str) -> list[float]:
+    return next(r["step_s_all"] for r in rows if r["strategy"] == strategy and r["mode"] == mode)
 
 
 def print_table(args, rows: list[dict]) -> None:
@@ -345,8 +408,7 @@ def print_table(args, rows: list[dict]) -> None:
     first = rows[0]
     print(f"text: {args.text}   vision: {args.vision} @ {args.img_size or 'default'} px   batch {args.batch}   "
           f"{args.precision}   {first['device']}, {first['threads']} threads   "
-          f"fastest of {args.steps} steps after {args.warmup} warm-up"
-          + (f", in each of {args.rounds} interleaved rounds" if args.rounds > 1 else ""))
+          f"median of {args.steps} rounds (one step of each strategy in turn) after {args.warmup} warm-up")
     print(f"{'strategy':<14}{'mode':<9}{'step s':>10}{'':>9}{'CPU s':>10}{'':>9}{'peak MB':>10}{'':>9}{'over model MB':>15}"
           f"{'trainable':>14}{'':>9}{'optim. MB':>11}{'':>9}")
     for r in rows:
@@ -356,7 +418,13 @@ def print_table(args, rows: list[dict]) -> None:
               f"{ratio(r['mem_vs_clip']):>9}{r['mem_over_model_mb']:>15.0f}{r['trainable']:>14,}"
               f"{ratio(r['trainable_vs_clip']):>9}{r['optimizer_state_bytes'] / MIB:>11.1f}"
               f"{ratio(r['optimizer_vs_clip']):>9}")
-    print(f"peak MB: {first['peak_kind']}")
+    print(f"peak MB: {first['peak_kind']}; x: ratio to clip (step and CPU s: median over rounds of the ratio "
+          f"of steps taken in the same round)")
+    for r in rows:
+        for base, value in r["time_vs"].items():
+            rounds = [t / b for t, b in zip(r["step_s_all"], timings_of(rows, base, r["mode"]))]
+            print(f"step {r['strategy']} / {base} ({r['mode']}): {value:.3f}x  (per round: "
+                  f"{', '.join(f'{x:.3f}' for x in rounds)})")
     if "flops" not in first:
         return
     # How far each strategy is from its own ideal: FLOPs against clip's, beside the time against clip's.
@@ -369,7 +437,7 @@ def print_table(args, rows: list[dict]) -> None:
               f"{100 * r['adapter_flops'] / r['flops']:>9.1f}%{fmt(r['flops_vs_clip']):>12}"
               f"{fmt(r['time_vs_clip']):>11}{r['flop_per_s'] / 1e9:>10.1f}")
     print("GFLOP: one step's forward / backward (FlopCounterMode; a multiply-add is 2 FLOPs); adapters: their share "
-          "of the step's FLOPs; GFLOP/s: the step's FLOPs over its fastest time")
+          "of the step's FLOPs; GFLOP/s: the step's FLOPs over its median time")
 
 
 def fit_line(xs: list[float], ys: list[float]) -> tuple[float, float]:
@@ -440,7 +508,7 @@ def memory_budget(args, strategies: list[str], argv: list[str]) -> int:
                     timeline = Path(tmp) / "timeline.safetensors"
                     # Two steps: AdamW's state is allocated at the end of the first, so only the second step's
                     # forward and backward carry it beside the activations, as every step of a real run does.
-                    child_argv = [*argv, "--batch", str(batch), "--steps", "1", "--warmup", "1", "--no-flops",
+                    child_argv = [*argv, "--batch", str(batch), "--warmup", "1", "--no-flops",
                                   "--profile", "0", "--timeline", str(timeline),
                                   *(["--gradient-checkpointing"] if checkpointing else [])]
                     child = run_strategy(args, strategy, child_argv)
@@ -454,10 +522,10 @@ def memory_budget(args, strategies: list[str], argv: list[str]) -> int:
             if lines is None:  # CUDA, or event sequences that differ: a line through the peaks alone
                 fixed, per_sample = fit_line(fit_batches, [measured[b] for b in fit_batches])
                 lines = torch.tensor([fixed], dtype=torch.float64), torch.tensor([per_sample], dtype=torch.float64)
-            predicted, _ = peak_at(*lines, args.check_batch)
+            predicted, check_moment = peak_at(*lines, args.check_batch)
             largest, moment = largest_batch(*lines, budget_mb)
             # The line of the event that binds at the budget (the peak's own at the check batch if none binds).
-            moment = peak_at(*lines, args.check_batch)[1] if moment is None else moment
+            moment = check_moment if moment is None else moment
             fixed, per_sample = float(lines[0][moment]), float(lines[1][moment])
             rows.append({"strategy": strategy, "gradient_checkpointing": checkpointing, "measured_mb": measured,
                          "fit": fit, "fixed_mb": fixed, "per_sample_mb": per_sample, "check_batch": args.check_batch,
@@ -492,9 +560,13 @@ def main(argv: list[str] | None = None) -> int:
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     if args.memory_budget is not None:
         return memory_budget(args, strategies, argv)
+    if args.child_time:
+        print(RESULT_PREFIX + json.dumps(run_timing_child(args)), flush=True)
+        return 0
     modes = ("eager", "compiled") if args.compile else ("eager",)
-    rounds = [[run_strategy(args, s, argv, mode) for mode in modes for s in strategies] for _ in range(args.rounds)]
-    rows = add_ratios(merge_rounds(rounds))
+    rows = [run_strategy(args, s, argv, mode) for mode in modes for s in strategies]
+    timings = {mode: run_timing(args, strategies, argv, mode) for mode in modes}
+    rows = add_ratios(add_timings(rows, timings))
     if args.json:
         print(json.dumps(rows, indent=2))
     else:

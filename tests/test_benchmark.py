@@ -64,25 +64,24 @@ def test_loader_benchmark_times_the_recipes_pipeline(tmp_path):
     assert out["needed_images_per_s"] == 640 and out["workers_needed"] >= 1
 
 
-def test_interleaved_rounds_keep_each_strategys_fastest_step():
+def test_step_ratios_pair_the_steps_taken_in_the_same_round():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("train_step", REPO / "benchmarks" / "train_step.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
 
-    def row(strategy, times, mem):
-        return {"strategy": strategy, "mode": "eager", "step_s_all": times, "step_cpu_s_all": [2 * t for t in times],
-                "peak_mem_mb": mem, "flops": 100.0}
-
-    # Round 2 is slow for clip and fast for ln_only: each keeps its own best step, whichever round it came from.
-    rounds = [[row("clip", [3.0, 2.5], 10), row("ln_only", [2.0, 2.2], 5)],
-              [row("clip", [4.0, 3.5], 11), row("ln_only", [1.5, 1.8], 6)]]
-    clip, ln_only = bench.add_ratios(bench.merge_rounds(rounds))
-    assert (clip["step_s"], ln_only["step_s"]) == (2.5, 1.5)
-    assert ln_only["step_s_rounds"] == [[2.0, 2.2], [1.5, 1.8]] and ln_only["step_cpu_s"] == 3.0
-    assert ln_only["time_vs_clip"] == 1.5 / 2.5 and ln_only["flop_per_s"] == 100.0 / 1.5
-    assert (clip["peak_mem_mb"], ln_only["peak_mem_mb"], clip["rounds"]) == (10, 5, 2)  # memory: the first round
+    # Round 2 is a fast minute for both: within each round ln_only takes 0.6, 0.5, 0.8 of clip's step.
+    # Paired, the median is 0.6; a ratio of the medians (4 / 5) or of the fastest steps (2 / 4) is not.
+    timings = {"eager": {"clip": {"step_s_all": [10.0, 4.0, 5.0], "step_cpu_s_all": [20.0, 8.0, 10.0]},
+                         "ln_only": {"step_s_all": [6.0, 2.0, 4.0], "step_cpu_s_all": [12.0, 4.0, 8.0]}}}
+    rows = [{"strategy": "clip", "mode": "eager", "peak_mem_mb": 10, "flops": 100.0},
+            {"strategy": "ln_only", "mode": "eager", "peak_mem_mb": 5, "flops": 60.0}]
+    clip, ln_only = bench.add_ratios(bench.add_timings(rows, timings))
+    assert ln_only["time_vs_clip"] == ln_only["cpu_vs_clip"] == 0.6 and ln_only["time_vs"] == {"clip": 0.6}
+    assert clip["time_vs_clip"] == 1.0 and clip["time_vs"] == {}  # only earlier rows are baselines
+    assert (clip["step_s"], ln_only["step_s"], ln_only["step_cpu_s"]) == (5.0, 4.0, 8.0)  # each one's median step
+    assert ln_only["flop_per_s"] == 60.0 / 4.0 and ln_only["mem_vs_clip"] == 0.5
 
 
 def test_per_event_fit_finds_a_peak_that_moves_with_the_batch():
