@@ -365,9 +365,9 @@ def run_timing(args, strategies: list[str], argv: list[str], mode: str = "eager"
                 ["--child-time", ",".join(strategies), "--child-mode", mode])
 
 
-def paired_ratio(times: list[float], base: list[float]) -> float:
-    """Median over rounds of one strategy's step over another's taken in the same round."""
-    return statistics.median(t / b for t, b in zip(times, base))
+def round_ratios(times: list[float], base: list[float]) -> list[float]:
+    """One strategy's step over another's taken in the same round, round by round."""
+    return [t / b for t, b in zip(times, base)]
 
 
 def add_timings(rows: list[dict], timings: dict[str, dict]) -> list[dict]:
@@ -379,11 +379,14 @@ def add_timings(rows: list[dict], timings: dict[str, dict]) -> list[dict]:
             r["flop_per_s"] = r["flops"] / r["step_s"]
     for i, r in enumerate(rows):
         clip = timings[r["mode"]].get("clip")
-        r["time_vs_clip"] = paired_ratio(r["step_s_all"], clip["step_s_all"]) if clip else None
-        r["cpu_vs_clip"] = paired_ratio(r["step_cpu_s_all"], clip["step_cpu_s_all"]) if clip else None
+        # The median of within-round ratios: the VM's speed drifts between rounds, not within one.
+        r["time_vs_clip"] = statistics.median(round_ratios(r["step_s_all"], clip["step_s_all"])) if clip else None
+        r["cpu_vs_clip"] = (statistics.median(round_ratios(r["step_cpu_s_all"], clip["step_cpu_s_all"]))
+                            if clip else None)
         # Every earlier strategy as a baseline too (e.g. lilt_lwa against ln_only, the floor it adds adapters to).
-        r["time_vs"] = {o["strategy"]: paired_ratio(r["step_s_all"], o["step_s_all"])
-                        for o in rows[:i] if o["mode"] == r["mode"]}
+        r["time_vs_rounds"] = {o["strategy"]: round_ratios(r["step_s_all"], o["step_s_all"])
+                               for o in rows[:i] if o["mode"] == r["mode"]}
+        r["time_vs"] = {base: statistics.median(rounds) for base, rounds in r["time_vs_rounds"].items()}
     return rows
 
 
@@ -395,10 +398,6 @@ def add_ratios(rows: list[dict]) -> list[dict]:
                           ("optimizer_vs_clip", "optimizer_state_bytes"), ("flops_vs_clip", "flops")):
             r[key] = r[base] / clip[base] if clip and clip.get(base) and base in r else None
     return rows
-
-
-def timings_of(rows: list[dict], strategy: str, mode: str) -> list[float]:
-    return next(r["step_s_all"] for r in rows if r["strategy"] == strategy and r["mode"] == mode)
 
 
 def print_table(args, rows: list[dict]) -> None:
@@ -421,9 +420,8 @@ def print_table(args, rows: list[dict]) -> None:
     print(f"peak MB: {first['peak_kind']}; x: ratio to clip (step and CPU s: median over rounds of the ratio "
           f"of steps taken in the same round)")
     for r in rows:
-        for base, value in r["time_vs"].items():
-            rounds = [t / b for t, b in zip(r["step_s_all"], timings_of(rows, base, r["mode"]))]
-            print(f"step {r['strategy']} / {base} ({r['mode']}): {value:.3f}x  (per round: "
+        for base, rounds in r["time_vs_rounds"].items():
+            print(f"step {r['strategy']} / {base} ({r['mode']}): {r['time_vs'][base]:.3f}x  (per round: "
                   f"{', '.join(f'{x:.3f}' for x in rounds)})")
     if "flops" not in first:
         return

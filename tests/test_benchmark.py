@@ -64,8 +64,9 @@ def test_loader_benchmark_times_the_recipes_pipeline(tmp_path):
     assert out["needed_images_per_s"] == 640 and out["workers_needed"] >= 1
 
 
-def test_step_ratios_pair_the_steps_taken_in_the_same_round():
+def test_step_ratios_pair_the_steps_taken_in_the_same_round(capsys):
     import importlib.util
+    import types
 
     spec = importlib.util.spec_from_file_location("train_step", REPO / "benchmarks" / "train_step.py")
     bench = importlib.util.module_from_spec(spec)
@@ -75,13 +76,18 @@ def test_step_ratios_pair_the_steps_taken_in_the_same_round():
     # Paired, the median is 0.6; a ratio of the medians (4 / 5) or of the fastest steps (2 / 4) is not.
     timings = {"eager": {"clip": {"step_s_all": [10.0, 4.0, 5.0], "step_cpu_s_all": [20.0, 8.0, 10.0]},
                          "ln_only": {"step_s_all": [6.0, 2.0, 4.0], "step_cpu_s_all": [12.0, 4.0, 8.0]}}}
-    rows = [{"strategy": "clip", "mode": "eager", "peak_mem_mb": 10, "flops": 100.0},
-            {"strategy": "ln_only", "mode": "eager", "peak_mem_mb": 5, "flops": 60.0}]
+    rows = [{"strategy": s, "mode": "eager", "peak_mem_mb": mem, "flops": flops, "device": "cpu", "threads": 2,
+             "peak_kind": "rss", "mem_over_model_mb": 1, "trainable": 7, "optimizer_state_bytes": 0,
+             "forward_flops": flops / 3, "backward_flops": 2 * flops / 3, "adapter_flops": 0}
+            for s, mem, flops in (("clip", 10, 100.0), ("ln_only", 5, 60.0))]
     clip, ln_only = bench.add_ratios(bench.add_timings(rows, timings))
     assert ln_only["time_vs_clip"] == ln_only["cpu_vs_clip"] == 0.6 and ln_only["time_vs"] == {"clip": 0.6}
     assert clip["time_vs_clip"] == 1.0 and clip["time_vs"] == {}  # only earlier rows are baselines
     assert (clip["step_s"], ln_only["step_s"], ln_only["step_cpu_s"]) == (5.0, 4.0, 8.0)  # each one's median step
     assert ln_only["flop_per_s"] == 60.0 / 4.0 and ln_only["mem_vs_clip"] == 0.5
+    args = types.SimpleNamespace(text="t", vision="v", img_size=None, batch=2, precision="fp32", steps=3, warmup=1)
+    bench.print_table(args, rows)
+    assert "step ln_only / clip (eager): 0.600x  (per round: 0.600, 0.500, 0.800)" in capsys.readouterr().out
 
 
 def test_per_event_fit_finds_a_peak_that_moves_with_the_batch():
