@@ -232,20 +232,24 @@ def _group(results: list[ResultFile], group_by: str) -> list[list[ResultFile]]:
 
 
 def _labels(groups: list[list[ResultFile]]) -> list[str]:
-    """A unique, readable row label per configuration: its run name if shared, else its strategy."""
+    """A unique, readable row label per configuration: its run name if shared, else its strategy; namesakes
+    get what tells them apart (towers, then trainable %, e.g. two LoRA ranks), numbers if nothing does."""
     labels = []
     for members in groups:
         names = {m.run["name"] for m in members}
         labels.append(names.pop() if len(names) == 1 else members[0].run["strategy"])
-    for i, members in enumerate(groups):
-        if labels.count(labels[i]) > 1:
-            run = members[0].run
-            labels[i] = f"{labels[i]} ({run['text_model']} + {run['vision_model']})"
-    for i in range(len(labels)):  # still ambiguous (e.g. other training data): number them
-        if labels.count(labels[i]) > 1:
-            dupes = [j for j, lab in enumerate(labels) if lab == labels[i]]
-            for k, j in enumerate(dupes, 1):
-                labels[j] = f"{labels[j]} #{k}"
+    details = (lambda run: f"{run['text_model']} + {run['vision_model']}",
+               lambda run: f"{float(run['percent_trainable']):.2f} % trained")
+    for detail in details:
+        for label in {lab for lab in labels if labels.count(lab) > 1}:
+            namesakes = [i for i, lab in enumerate(labels) if lab == label]
+            told = [detail(groups[i][0].run) for i in namesakes]
+            if len(set(told)) > 1:
+                for i, d in zip(namesakes, told):
+                    labels[i] = f"{label} ({d})"
+    for label in {lab for lab in labels if labels.count(lab) > 1}:
+        for k, i in enumerate([i for i, lab in enumerate(labels) if lab == label], 1):
+            labels[i] = f"{label} #{k}"
     return labels
 
 

@@ -95,6 +95,21 @@ def test_two_seeds_give_mean_and_sample_std(tmp_path):
     assert "43.0 ± 4.2" in md and "| 2 |" in md
 
 
+def test_namesake_rows_are_told_apart_by_what_differs(tmp_path):
+    """Two LoRA ranks on the same towers: the rows say how much each trains, not which towers both use."""
+    rank = [write(tmp_path, f"r{p}-s{s}.json", result(name=f"lora-r{p}-s{s}", strategy="lilt_lora", seed=s, percent=p))
+            for p in (2.61, 4.16) for s in (0, 1)]
+    assert list(build(rank).table("retrieval").mean.index) == ["lilt_lora (2.61 % trained)",
+                                                               "lilt_lora (4.16 % trained)"]
+    rows = [write(tmp_path, f"lwa-s{s}.json", result(name=f"lwa-s{s}", seed=s)) for s in (0, 1)]
+    for s in (0, 1):
+        other_towers = result(name=f"x-s{s}", seed=s)
+        other_towers["run"]["text_model"] = "other-bert"
+        rows.append(write(tmp_path, f"x-s{s}.json", other_towers))
+    assert list(build(rows).table("retrieval").mean.index) == ["lilt_lwa (tiny-bert + tiny-vit)",
+                                                               "lilt_lwa (other-bert + tiny-vit)"]
+
+
 def test_delta_rows_against_baseline(tmp_path):
     clip = write(tmp_path, "clip.json", result(name="clip-run", strategy="clip", percent=100.0,
                                                tr1={"en": 70.0, "de": 30.0, "sw": 20.0}))
