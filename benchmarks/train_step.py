@@ -370,6 +370,11 @@ def round_ratios(times: list[float], base: list[float]) -> list[float]:
     return [t / b for t, b in zip(times, base)]
 
 
+def paired_ratio(times: list[float], base: list[float]) -> float:
+    """The median of the within-round ratios: the VM's speed drifts between rounds, not within one."""
+    return statistics.median(round_ratios(times, base))
+
+
 def add_timings(rows: list[dict], timings: dict[str, dict]) -> list[dict]:
     """Each row's step time (median of its rounds) and its paired ratios to ``clip`` in the same mode."""
     for r in rows:
@@ -379,10 +384,8 @@ def add_timings(rows: list[dict], timings: dict[str, dict]) -> list[dict]:
             r["flop_per_s"] = r["flops"] / r["step_s"]
     for i, r in enumerate(rows):
         clip = timings[r["mode"]].get("clip")
-        # The median of within-round ratios: the VM's speed drifts between rounds, not within one.
-        r["time_vs_clip"] = statistics.median(round_ratios(r["step_s_all"], clip["step_s_all"])) if clip else None
-        r["cpu_vs_clip"] = (statistics.median(round_ratios(r["step_cpu_s_all"], clip["step_cpu_s_all"]))
-                            if clip else None)
+        r["time_vs_clip"] = paired_ratio(r["step_s_all"], clip["step_s_all"]) if clip else None
+        r["cpu_vs_clip"] = paired_ratio(r["step_cpu_s_all"], clip["step_cpu_s_all"]) if clip else None
         # Every earlier strategy as a baseline too (e.g. lilt_lwa against ln_only, the floor it adds adapters to).
         r["time_vs_rounds"] = {o["strategy"]: round_ratios(r["step_s_all"], o["step_s_all"])
                                for o in rows[:i] if o["mode"] == r["mode"]}

@@ -241,16 +241,21 @@ def _labels(groups: list[list[ResultFile]]) -> list[str]:
     details = (lambda run: f"{run['text_model']} + {run['vision_model']}",
                lambda run: f"{float(run['percent_trainable']):.2f} % trained")
     for detail in details:
-        for label in {lab for lab in labels if labels.count(lab) > 1}:
-            namesakes = [i for i, lab in enumerate(labels) if lab == label]
-            told = [detail(groups[i][0].run) for i in namesakes]
+        for label, rows in _namesakes(labels).items():
+            told = [detail(groups[i][0].run) for i in rows]
             if len(set(told)) > 1:
-                for i, d in zip(namesakes, told):
+                for i, d in zip(rows, told):
                     labels[i] = f"{label} ({d})"
-    for label in {lab for lab in labels if labels.count(lab) > 1}:
-        for k, i in enumerate([i for i, lab in enumerate(labels) if lab == label], 1):
+    for label, rows in _namesakes(labels).items():
+        for k, i in enumerate(rows, 1):
             labels[i] = f"{label} #{k}"
     return labels
+
+
+def _namesakes(labels: list[str]) -> dict[str, list[int]]:
+    """Each label that more than one row carries, with the indices of those rows."""
+    return {label: [i for i, lab in enumerate(labels) if lab == label]
+            for label in dict.fromkeys(labels) if labels.count(label) > 1}
 
 
 def _ordered_languages(tables: list[dict]) -> list[str]:
