@@ -23,19 +23,21 @@ Modules: ``results`` (reading result files), ``tables`` (rows, mean columns, Δ)
 differences), ``render`` (Markdown, CSV, LaTeX), ``charts`` (PNG), ``outputs`` (writing the files), ``cli``.
 """
 
-from .charts import plot_strategy_summary, plot_table, write_gallery
+from .build import build_report, headline
+from .charts import plot_resource_scatter, plot_steps, plot_strategy_summary, plot_table, write_gallery
 from .cli import add_report_parser, main, run_report
 from .outputs import OUTPUT_SUFFIXES, output_prefix, write_report
 from .render import render_csv, render_latex, render_markdown, render_paired_markdown, report_frame
 from .results import (METRICS, PROBE_KEYS, RECALL_KEYS, REQUIRED_FIELDS, ResultFile, ResultFileError, load_result,
                       load_results, protocol_view)
-from .stats import paired_differences
-from .tables import Report, Table, build_report, headline
+from .stats import SlopeFit, fit_slope, paired_differences, resource_points
+from .tables import Report, Table
 
 add_subparser = add_report_parser
 
 __all__ = ["METRICS", "OUTPUT_SUFFIXES", "PROBE_KEYS", "RECALL_KEYS", "REQUIRED_FIELDS", "Report", "ResultFile",
-           "ResultFileError", "Table", "add_report_parser", "add_subparser", "build_report", "headline",
-           "load_result", "load_results", "main", "output_prefix", "paired_differences", "plot_strategy_summary",
-           "plot_table", "protocol_view", "render_csv", "render_latex", "render_markdown", "render_paired_markdown",
-           "report_frame", "run_report", "write_gallery", "write_report"]
+           "ResultFileError", "SlopeFit", "Table", "add_report_parser", "add_subparser", "build_report", "fit_slope",
+           "headline", "load_result", "load_results", "main", "output_prefix", "paired_differences",
+           "plot_resource_scatter", "plot_steps", "plot_strategy_summary", "plot_table", "protocol_view", "render_csv",
+           "render_latex", "render_markdown", "render_paired_markdown", "report_frame", "resource_points",
+           "run_report", "write_gallery", "write_report"]

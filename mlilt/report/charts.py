@@ -8,29 +8,44 @@ from pathlib import Path
 import numpy as np
 
 from .render import _summary_lines
+from .languages import log_resource
+from .stats import fit_slope, resource_points
 from .tables import Report, Table, _group, _labels, _mlilt_version
 
 
-def plot_table(report: Report, table: Table, path: Path) -> None:
-    """A PNG with one bar-chart panel per language (and per mean column): bars = runs, error bars = std."""
+def _figure(**kwargs):
+    """A matplotlib Figure on its own Agg canvas: no pyplot, no global backend switch, no GUI."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as err:
         raise RuntimeError("the PNG chart needs matplotlib: pip install matplotlib (or pass --no-plot)") from err
-    groups = list(dict.fromkeys(g for g, _ in table.mean.columns))
+    fig = Figure(layout="constrained", **kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _metadata(report: Report, title: str, *extra: str) -> dict:
+    """PNG text chunks recording what produced the chart (and, in ``extra``, what it plots)."""
+    return {"Software": f"mlilt report {report.mlilt_version}", "Title": title,
+            "Description": "\n".join([*_summary_lines(report), *extra]),
+            "Source": "; ".join(str(r.path) for r in report.files)}
+
+
+def plot_table(report: Report, table: Table, path: Path, groups: list[str] | None = None) -> None:
+    """A PNG with one bar-chart panel per language and mean column (or per ``groups``): bars = runs, error bars = std."""
+    groups = groups or list(dict.fromkeys(g for g, _ in table.mean.columns))
     keys = list(dict.fromkeys(k for _, k in table.mean.columns))
     ncols = min(4, len(groups))
     nrows = math.ceil(len(groups) / ncols)
-    # Own Figure + Agg canvas, not pyplot: no global backend switch, no GUI, safe in any process.
-    fig = Figure(figsize=(3.3 * ncols, 2.7 * nrows + 1.0 + 0.22 * len(table.mean.index)), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = _figure(figsize=(3.3 * ncols, 2.7 * nrows + 1.0 + 0.22 * len(table.mean.index)))
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     runs = list(table.mean.index)
     width = 0.8 / len(runs)
     colours = [f"C{i % 10}" for i in range(len(runs))]
     # One y-range for every panel, fitted to the data, so that languages compare by eye.
-    highest = np.nanmax((table.mean + table.std.fillna(0)).to_numpy(dtype=float), initial=0.0)
+    shown = [c for c in table.mean.columns if c[0] in groups]
+    highest = np.nanmax((table.mean[shown] + table.std[shown].fillna(0)).to_numpy(dtype=float), initial=0.0)
     top = min(100.0, max(1.0, 1.15 * float(highest)))
     for ax, group in zip(axes, groups):
         for i, run in enumerate(runs):
@@ -57,10 +72,7 @@ def plot_table(report: Report, table: Table, path: Path) -> None:
               else "one seed per run: no error bars")
     fig.suptitle(f"{table.title}: {report.eval_set} ({report.protocol})\n"
                  f"mlilt {report.mlilt_version}, {report.created}; {spread}", fontsize="medium")
-    metadata = {"Software": f"mlilt report {report.mlilt_version}", "Title": table.title,
-                "Description": "\n".join(_summary_lines(report)),
-                "Source": "; ".join(str(r.path) for r in report.files)}
-    fig.savefig(path, dpi=110, metadata=metadata)
+    fig.savefig(path, dpi=110, metadata=_metadata(report, table.title))
 
 
 def write_gallery(report: Report, path: Path) -> Path | None:
@@ -94,20 +106,24 @@ def write_gallery(report: Report, path: Path) -> Path | None:
     return path
 
 
-def plot_strategy_summary(table: Table, path: Path, *, english: str = "en", title: str = "") -> None:
+def can_summarise_strategies(table: Table, english: str = "en") -> bool:
+    """Whether ``table`` has what :func:`plot_strategy_summary` draws: English and a mean over the others."""
+    return english in table.languages and any(g.startswith("mean (non-") for g in table.mean_languages)
+
+
+def plot_strategy_summary(table: Table, path: Path, *, english: str = "en", title: str = "",
+                          report: Report | None = None) -> None:
     """Two bars per row -- mean recall in English and in the other languages -- with seed std as error bars.
 
-    ``table`` is a retrieval table built with ``metric="mean"`` (one 'mean' value per language).
+    ``table`` is a retrieval table built with ``metric="mean"`` (one 'mean' value per language); with ``report``
+    the PNG records what produced it. Its text chunk 'Plotted' holds the bars' values.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     other = next(g for g, _ in table.mean.columns if str(g).startswith("mean (non-"))
     runs = list(table.mean.index)
-    fig = Figure(figsize=(7.5, 1.6 + 0.45 * len(runs)), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = _figure(figsize=(7.5, 1.6 + 0.45 * len(runs)))
     ax = fig.subplots()
     y = np.arange(len(runs))
+    plotted = []
     for offset, group, name, colour in ((-0.2, english, "English (trained)", "C0"),
                                         (0.2, other, f"other languages ({other[6:-1]})", "C1")):
         means = table.mean[(group, "mean")].to_numpy(dtype=float)
@@ -115,6 +131,7 @@ def plot_strategy_summary(table: Table, path: Path, *, english: str = "en", titl
         ax.barh(y + offset, means, 0.38, xerr=stds, color=colour, label=name, capsize=2)
         for yi, m, s in zip(y + offset, means, stds):
             ax.text(m + s, yi, f"  {m:.1f}", va="center", fontsize="x-small")
+        plotted += [f"{run} | {group} | {m!r} | {s!r}" for run, m, s in zip(runs, means, stds)]
     ax.set_yticks(y, [f"{r} ({table.rows.at[r, 'percent_trainable']:.2f}%)" for r in runs])
     ax.invert_yaxis()
     ax.set_xlabel("mean recall (TR/IR @1/5/10), % — bars: mean over seeds, whiskers: std")
@@ -122,4 +139,89 @@ def plot_strategy_summary(table: Table, path: Path, *, english: str = "en", titl
     ax.margins(x=0.12)  # room for the value labels
     fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize="small")
     ax.set_title(title or table.title, fontsize="medium")
-    fig.savefig(path, dpi=110, metadata={"Software": f"mlilt report {_mlilt_version()}", "Title": title})
+    metadata = (_metadata(report, title or table.title) if report is not None
+                else {"Software": f"mlilt report {_mlilt_version()}", "Title": title})
+    fig.savefig(path, dpi=110, metadata=metadata | {"Plotted": "\n".join(["run | column | mean | std", *plotted])})
+
+
+def resource_figure(report: Report, table: Table):
+    """The scatter of per-language Δ to the baseline (or value) against log CC-100 size, one colour per row, each
+    with its least-squares line and the 95 % interval of its slope; returns (Figure, {row: SlopeFit})."""
+    from matplotlib.ticker import FuncFormatter
+
+    runs = list(table.delta.index) if table.delta is not None else list(table.mean.index)
+    keys = " and ".join(dict.fromkeys(k for _, k in table.mean.columns))
+    fig = _figure(figsize=(8.5, 6.0))
+    ax = fig.subplots()
+    fits, left_out = {}, set()
+    for i, run in enumerate(runs):
+        tags, x, y = resource_points(report, table, run)
+        left_out |= {lang for lang in table.languages if log_resource(lang, report.languages) is None}
+        fit = fits[run] = fit_slope(x, y)
+        colour = f"C{i % 10}"
+        ax.scatter(x, y, s=16, alpha=0.7, color=colour,
+                   label=f"{run}: slope {fit.slope:+.2f} per 10× CC-100 (95 % CI [{fit.low:+.2f}, {fit.high:+.2f}]), "
+                         f"n = {fit.n}")
+        if math.isnan(fit.slope):
+            continue
+        grid = np.linspace(x.min(), x.max(), 50)
+        ax.plot(grid, fit.intercept + fit.slope * grid, color=colour, linewidth=1.8)
+        # The slope's interval as the fan of lines through the centroid with the interval's end slopes.
+        cx, cy = x.mean(), y.mean()
+        ends = np.stack([cy + slope * (grid - cx) for slope in (fit.low, fit.high)])
+        ax.fill_between(grid, ends.min(axis=0), ends.max(axis=0), color=colour, alpha=0.12, linewidth=0)
+        for j in list(np.argsort(y)[:2]) + list(np.argsort(y)[-2:]):  # name the extremes
+            ax.annotate(tags[j], (x[j], y[j]), fontsize="x-small", xytext=(3, 2), textcoords="offset points")
+    if table.delta is not None:
+        ax.axhline(0, color="grey", linewidth=0.8)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{10 ** v:g}"))
+    ax.set_xlabel("text the encoders saw in the language: CC-100 size, GiB (log scale)")
+    what = f"Δ to {report.baseline}" if table.delta is not None else "value"
+    ax.set_ylabel(f"{what}, mean of {keys} (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize="x-small")
+    left = ([f"{len(left_out)} languages without a CC-100 size"] if left_out else [])
+    left.append(f"{', '.join(report.train_languages)} (trained on)")
+    ax.set_title(f"{table.title}: {report.eval_set} ({report.protocol}),\nper-language {what} against CC-100 size; "
+                 f"line = least-squares fit, band = 95 % interval of its slope (t, n−2)\n"
+                 f"not plotted: {'; '.join(left)}; mlilt {report.mlilt_version}, {report.created}", fontsize="small")
+    return fig, fits
+
+
+def plot_resource_scatter(report: Report, table: Table, path: Path) -> dict:
+    """Write :func:`resource_figure` as a PNG; return its fits."""
+    fig, fits = resource_figure(report, table)
+    lines = [f"{run}: slope {f.slope!r}, 95 % CI [{f.low!r}, {f.high!r}], intercept {f.intercept!r}, n {f.n}"
+             for run, f in fits.items()]
+    fig.savefig(path, dpi=110, metadata=_metadata(report, table.title, *lines))
+    return fits
+
+
+def plot_steps(report: Report, table: Table, path: Path) -> None:
+    """One panel per column of the steps table: a line per configuration against the step, band = mean ± sample
+    std over seeds."""
+    groups = list(dict.fromkeys(g for g, _ in table.mean.columns))
+    fig = _figure(figsize=(4.2 * len(groups), 4.0))
+    axes = fig.subplots(1, len(groups), squeeze=False).ravel()
+    configs = list(dict.fromkeys(table.rows["config"]))
+    for ax, (group, key) in zip(axes, table.mean.columns):
+        for i, config in enumerate(configs):
+            rows = table.rows.index[table.rows["config"] == config]
+            steps = table.rows.loc[rows, "step"].to_numpy(dtype=float)
+            mean = table.mean.loc[rows, (group, key)].to_numpy(dtype=float)
+            std = table.std.loc[rows, (group, key)].to_numpy(dtype=float)
+            ax.plot(steps, mean, marker="o", markersize=3, color=f"C{i % 10}",
+                    label=f"{config} (n = {'/'.join(map(str, sorted(set(table.rows.loc[rows, 'n']))))})")
+            if not np.isnan(std).all():
+                ax.fill_between(steps, mean - np.nan_to_num(std), mean + np.nan_to_num(std), color=f"C{i % 10}",
+                                alpha=0.2, linewidth=0)
+        ax.set_title(f"{group} {key}", fontsize="medium")
+        ax.set_xlabel("training step")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("%")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=min(3, len(configs)),
+               fontsize="small")
+    fig.suptitle(f"{table.title}: {report.eval_set} ({report.protocol})\nlines = mean over seeds, bands = mean ± "
+                 f"sample std over seeds (none for one seed); mlilt {report.mlilt_version}, {report.created}",
+                 fontsize="medium")
+    fig.savefig(path, dpi=110, metadata=_metadata(report, table.title))

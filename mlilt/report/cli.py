@@ -6,10 +6,10 @@ import argparse
 import importlib.util
 import sys
 
+from .build import build_report
 from .outputs import write_report
 from .render import render_markdown
 from .results import METRICS, load_results, protocol_view
-from .tables import build_report
 
 
 def add_report_parser(subparsers) -> None:
@@ -31,6 +31,9 @@ def add_report_parser(subparsers) -> None:
                         "run: one row per run name.")
     p.add_argument("--train-language", action="append", default=None, metavar="LANG",
                    help="Language trained on, left out of the untrained-languages mean (repeatable; default en).")
+    p.add_argument("--langs", default=None, metavar="LANGS",
+                   help="Comma-separated languages to show (tags, codes or English names, any case) or resource "
+                        "tiers (tier0 … tier5, where the results record tiers); kept in the files' order.")
     p.add_argument("--protocol", default=None, metavar="PART",
                    help="Tabulate one part of an averaged protocol (emoji-xtd: noto, twemoji or openmoji) "
                         "instead of the files' mean.")
@@ -48,7 +51,8 @@ def run_report(args) -> int:
     if args.protocol:
         results = protocol_view(results, args.protocol)
     report = build_report(results, baseline=args.baseline, metric=args.metric,
-                          group_by=args.group_by, train_languages=args.train_language or ["en"])
+                          group_by=args.group_by, train_languages=args.train_language or ["en"],
+                          languages=[x for x in args.langs.split(",") if x.strip()] if args.langs else None)
     if args.out is not None and not args.no_plot and importlib.util.find_spec("matplotlib") is None:
         print("mlilt report: error: the PNG chart needs matplotlib: pip install matplotlib (or pass --no-plot)",
               file=sys.stderr)

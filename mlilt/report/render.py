@@ -6,6 +6,8 @@ import math
 
 import pandas as pd
 
+from .build import headline_groups
+from .languages import resource_order
 from .tables import Report, Table
 
 
@@ -20,15 +22,18 @@ def _show_models(table: Table) -> bool:
     return table.rows[["text_model", "vision_model"]].drop_duplicates().shape[0] > 1
 
 
-def _display_rows(table: Table, decimals: int, pm: str, delta_label) -> tuple[list[str], list[list[str]], int]:
-    """Header cells, body cells and the index of the first Δ row (len(body) when none) of one table."""
+def _display_rows(table: Table, decimals: int, pm, delta_label,
+                  columns=None) -> tuple[list[str], list[list[str]], int]:
+    """Header cells, body cells and the index of the first Δ row (len(body) when none) of one table's
+    ``columns`` (default: all)."""
+    columns = list(table.mean.columns) if columns is None else columns
     show_models = _show_models(table)
     lead = ["run", "strategy"] + (["text model", "vision model"] if show_models else []) + ["trainable %", "n"]
     body = []
     for label, row in table.rows.iterrows():
         cells = [label, row["strategy"]] + ([row["text_model"], row["vision_model"]] if show_models else [])
         cells += [f"{row['percent_trainable']:.2f}", str(row["n"])]
-        for col in table.mean.columns:
+        for col in columns:
             m, s = table.mean.at[label, col], table.std.at[label, col]
             cells.append(_fmt(m, decimals) if math.isnan(s) else pm(_fmt(m, decimals), _fmt(s, decimals)))
         body.append(cells)
@@ -36,7 +41,7 @@ def _display_rows(table: Table, decimals: int, pm: str, delta_label) -> tuple[li
     if table.delta is not None:
         for label, row in table.delta.iterrows():
             cells = [delta_label(label), ""] + (["", ""] if show_models else []) + ["", ""]
-            body.append(cells + [_fmt(v, decimals, sign=True) for v in row.to_numpy()])
+            body.append(cells + [_fmt(row[col], decimals, sign=True) for col in columns])
     return lead, body, first_delta
 
 
@@ -47,7 +52,7 @@ def _sources(report: Report) -> list[list[str]]:
         run, leak, settings = r.run, r.data.get("leakage") or {}, r.data.get("settings") or {}
         rows.append([str(r.path), run["name"], run["strategy"], run["text_model"], run["vision_model"],
                      f"{float(run['percent_trainable']):.2f}", str(run["seed"]), str(run.get("checkpoint", "")),
-                     str(r.data.get("num_images", "")), str(leak.get("overlap", "")),
+                     str(run.get("step", "")), str(r.data.get("num_images", "")), str(leak.get("overlap", "")),
                      str(settings.get("precision", "")), _device(settings), str(r.data["mlilt_version"]),
                      str(r.data.get("created", ""))])
     return rows
@@ -60,7 +65,7 @@ def _device(settings: dict) -> str:
 
 
 SOURCE_HEADER = ["file", "run", "strategy", "text model", "vision model", "trainable %", "seed", "checkpoint",
-                 "images", "leakage overlap", "precision", "device", "mlilt (eval)", "evaluated"]
+                 "step", "images", "leakage overlap", "precision", "device", "mlilt (eval)", "evaluated"]
 
 
 def _summary_lines(report: Report) -> list[str]:
@@ -74,6 +79,10 @@ def _summary_lines(report: Report) -> list[str]:
              f"baseline: {report.baseline}; Δ rows = difference of means to the baseline" if report.baseline
              else "baseline: none (pass --baseline for Δ rows)",
              f"languages trained on: {', '.join(report.train_languages)}"]
+    if report.selected is not None:
+        lines.append(f"languages selected (--langs): {', '.join(report.selected)}")
+    lines.append("mean and tier columns: each row averages those of the column's languages it has (notes below "
+                 "name any it lacks); tier columns leave out the trained languages")
     for t in report.tables:
         for name, langs in t.mean_languages.items():
             lines.append(f"{t.name}: '{name}' averages {', '.join(langs)}")
@@ -90,14 +99,61 @@ def _md_table(header: list[str], body: list[list[str]], numeric_from: int) -> li
     return ["| " + " | ".join(_md_escape(c) for c in cells) + " |" for cells in [header, align] + body]
 
 
+def _blocks(report: Report) -> list[tuple[Table, str, list | None]]:
+    """What the report shows, in order: (table, title, columns) per table section; columns None = per language.
+
+    A report in mean recall leads with the columns its headline quotes; a table of many languages shows its
+    mean and tier columns, then a row per language.
+    """
+    blocks = []
+    retrieval = report.table("retrieval")
+    if report.metric == "mean" and retrieval is not None:
+        lead = [(g, "mean") for g in headline_groups(retrieval, report.train_languages)]
+        blocks.append((retrieval, "Mean recall (TR/IR@1/5/10, %): the languages not trained on, and "
+                       + ", ".join(report.train_languages), lead))
+    for t in report.tables:
+        if t.many:
+            tiers = " per resource tier" if any(g.startswith("tier") for g in t.mean_languages) else ""
+            blocks += [(t, f"{t.title}: summary{tiers}", t.group_columns()), (t, f"{t.title}: per language", None)]
+        else:
+            blocks.append((t, t.title, list(t.mean.columns)))
+    return blocks
+
+
+def _language_rows(report: Report, table: Table, decimals: int) -> tuple[list[str], list[list[str]]]:
+    """One row per language (by resource): its name, CC-100 size, tier, images, each row's value and Δ."""
+    keys = list(dict.fromkeys(k for _, k in table.mean.columns))
+    header = ["language", "name", "CC-100 GiB", "tier", "images"] + [f"{run} {k}" for run in table.mean.index
+                                                                      for k in keys]
+    deltas = [] if table.delta is None else list(table.delta.index)
+    header += [f"Δ {run} {k}" for run in deltas for k in keys]
+    body = []
+    for lang in resource_order(table.languages, report.languages):
+        info = report.languages.get(lang, {})
+        cells = [lang, info.get("name") or "", _fmt(info.get("cc100_gib"), 2)]
+        cells += ["" if info.get(key) is None else str(info[key]) for key in ("tier", "images")]
+        cells += [_fmt(table.mean.at[run, (lang, k)], decimals) for run in table.mean.index for k in keys]
+        cells += [_fmt(table.delta.at[run, (lang, k)], decimals, sign=True) for run in deltas for k in keys]
+        body.append(cells)
+    return header, body
+
+
 def render_markdown(report: Report, decimals: int = 1) -> str:
     """The report as Markdown: tables, then provenance."""
     out = [f"# {report.eval_set} ({report.protocol}): {report.metric}", ""]
-    for t in report.tables:
+    for t, title, columns in _blocks(report):
+        if columns is None:
+            header, body = _language_rows(report, t, decimals)
+            out += [f"## {title}", "", "Languages by resource tier, then CC-100 size; means over seeds (their "
+                    "standard deviations are in the CSV).", ""] + _md_table(header, body, 2) + [""]
+            continue
         lead, body, _ = _display_rows(t, decimals, lambda m, s: f"{m} ± {s}",
-                                      lambda label: f"Δ {label} − {report.baseline}")
-        header = lead + [f"{g} {k}" for g, k in t.mean.columns]
-        out += [f"## {t.title}", ""] + _md_table(header, body, len(lead) - 2) + [""]
+                                      lambda label: f"Δ {label} − {report.baseline}", columns)
+        header = lead + [f"{g} {k}" for g, k in columns]
+        out += [f"## {title}", ""] + _md_table(header, body, len(lead) - 2) + [""]
+        if t.many and columns == t.group_columns():
+            out += ["Languages per column: " + ", ".join(f"{g} {len(langs)}" for g, langs in t.mean_languages.items())
+                    + ".", ""]
     out += ["## Provenance", ""] + [f"- {line}" for line in _summary_lines(report)] + [""]
     out += _md_table(SOURCE_HEADER, _sources(report), len(SOURCE_HEADER)) + [""]
     return "\n".join(out)
@@ -116,34 +172,47 @@ def render_latex(report: Report, decimals: int = 1) -> str:
     """The report as LaTeX (booktabs; ``\\usepackage{booktabs}``), provenance in comments."""
     out = [f"% {line}" for line in _summary_lines(report)]
     out += ["% files:"] + [f"%   {' | '.join(row)}" for row in _sources(report)]
-    for t in report.tables:
-        lead, body, first_delta = _display_rows(
-            t, decimals, lambda m, s: f"{m}\\,{{\\scriptsize$\\pm${s}}}",
-            lambda label: f"$\\Delta$ {_tex(label)} $-$ {_tex(report.baseline)}")
-        groups = list(dict.fromkeys(g for g, _ in t.mean.columns))
-        width = len(t.mean.columns) // len(groups)
-        spec = "l" * (len(lead) - 2) + "r" * (2 + len(t.mean.columns))
-        top = [""] * len(lead) + [f"\\multicolumn{{{width}}}{{c}}{{{_tex(g)}}}" if width > 1 else _tex(g)
-                                  for g in groups]
-        rules = "".join(f"\\cmidrule(lr){{{len(lead) + 1 + i * width}-{len(lead) + (i + 1) * width}}}"
-                        for i in range(len(groups)))
-        sub = [_tex(c) for c in lead] + [_tex(k) for _, k in t.mean.columns]
-        out += ["", "\\begin{table}[t]", "\\centering", "\\small", f"\\caption{{{_tex(t.title)}: "
-                f"{_tex(report.eval_set)} ({_tex(report.protocol)})}}", f"\\begin{{tabular}}{{{spec}}}", "\\toprule"]
-        if width > 1:
-            out += [" & ".join(top) + " \\\\", rules]
-        else:
-            sub = [_tex(c) for c in lead] + [_tex(g) for g in groups]
-        out += [" & ".join(sub) + " \\\\", "\\midrule"]
-        for i, cells in enumerate(body):
-            if i == first_delta:
-                out.append("\\midrule")
-            escaped = [c if (i >= first_delta and j == 0) or j >= len(lead) else _tex(c) for j, c in enumerate(cells)]
-            escaped = [c.replace("-", "$-$", 1) if j >= len(lead) and c.startswith("-") else c
-                       for j, c in enumerate(escaped)]
-            out.append(" & ".join(escaped) + " \\\\")
-        out += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
+    for t, title, columns in _blocks(report):
+        caption = f"\\caption{{{_tex(title)}: {_tex(report.eval_set)} ({_tex(report.protocol)})}}"
+        if columns is None:
+            header, body = _language_rows(report, t, decimals)
+            out += ["", "\\begin{longtable}{" + "ll" + "r" * (len(header) - 2) + "}", caption + " \\\\", "\\toprule",
+                    " & ".join(_tex(c) for c in header) + " \\\\", "\\midrule", "\\endhead"]
+            out += [" & ".join(_tex(c) if j < 2 else c.replace("-", "$-$", 1) for j, c in enumerate(cells)) + " \\\\"
+                    for cells in body]
+            out += ["\\bottomrule", "\\end{longtable}"]
+            continue
+        out += _latex_table(report, t, caption, columns, decimals)
     return "\n".join(out) + "\n"
+
+
+def _latex_table(report: Report, t: Table, caption: str, columns: list, decimals: int) -> list[str]:
+    """One booktabs table of ``columns`` of ``t``: a header row of groups over a row of metrics."""
+    lead, body, first_delta = _display_rows(
+        t, decimals, lambda m, s: f"{m}\\,{{\\scriptsize$\\pm${s}}}",
+        lambda label: f"$\\Delta$ {_tex(label)} $-$ {_tex(report.baseline)}", columns)
+    groups = list(dict.fromkeys(g for g, _ in columns))
+    width = len(columns) // len(groups)
+    spec = "l" * (len(lead) - 2) + "r" * (2 + len(columns))
+    top = [""] * len(lead) + [f"\\multicolumn{{{width}}}{{c}}{{{_tex(g)}}}" if width > 1 else _tex(g)
+                              for g in groups]
+    rules = "".join(f"\\cmidrule(lr){{{len(lead) + 1 + i * width}-{len(lead) + (i + 1) * width}}}"
+                    for i in range(len(groups)))
+    sub = [_tex(c) for c in lead] + [_tex(k) for _, k in columns]
+    out = ["", "\\begin{table}[t]", "\\centering", "\\small", caption, f"\\begin{{tabular}}{{{spec}}}", "\\toprule"]
+    if width > 1:
+        out += [" & ".join(top) + " \\\\", rules]
+    else:
+        sub = [_tex(c) for c in lead] + [_tex(g) for g in groups]
+    out += [" & ".join(sub) + " \\\\", "\\midrule"]
+    for i, cells in enumerate(body):
+        if i == first_delta:
+            out.append("\\midrule")
+        escaped = [c if (i >= first_delta and j == 0) or j >= len(lead) else _tex(c) for j, c in enumerate(cells)]
+        escaped = [c.replace("-", "$-$", 1) if j >= len(lead) and c.startswith("-") else c
+                   for j, c in enumerate(escaped)]
+        out.append(" & ".join(escaped) + " \\\\")
+    return out + ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
 
 
 def report_frame(report: Report) -> pd.DataFrame:
@@ -155,22 +224,20 @@ def report_frame(report: Report) -> pd.DataFrame:
         values = pd.DataFrame(t.mean.to_numpy(), columns=flat)
         stds = pd.DataFrame(t.std.to_numpy(), columns=[f"{c} std" for c in flat])
         interleaved = [c for pair in zip(flat, stds.columns) for c in pair]
-        part = pd.concat([rows, pd.concat([values, stds], axis=1)[interleaved]], axis=1)
-        part.insert(0, "kind", "run")
+        part = pd.concat([rows.assign(kind="run"), pd.concat([values, stds], axis=1)[interleaved]], axis=1)
         if t.delta is not None:
             delta = pd.DataFrame(t.delta.to_numpy(), columns=flat)
             delta.insert(0, "run", list(t.delta.index))
             delta.insert(0, "kind", "delta")
             delta["baseline"] = report.baseline
             part = pd.concat([part, delta], ignore_index=True)
-        part.insert(0, "table", t.name)
-        frames.append(part)
+        frames.append(pd.concat([pd.DataFrame({"table": [t.name] * len(part)}), part], axis=1))
     frame = pd.concat(frames, ignore_index=True)
     frame["n"] = frame["n"].astype("Int64")  # Δ rows have no n; keep the counts integers
-    value_cols = [c for c in frame.columns if c not in ("table", "kind", "run", "baseline", "strategy", "text_model",
-                                                      "vision_model", "percent_trainable", "n")]
-    lead = [c for c in ("table", "kind", "run", "baseline", "strategy", "text_model", "vision_model",
-                        "percent_trainable", "n") if c in frame.columns]
+    described = ("table", "kind", "run", "config", "step", "baseline", "strategy", "text_model", "vision_model",
+                 "percent_trainable", "n")
+    value_cols = [c for c in frame.columns if c not in described]
+    lead = [c for c in described if c in frame.columns]
     return frame[lead + value_cols]
 
 

@@ -18,6 +18,7 @@ REQUIRED_FIELDS = ("mlilt_version", "task", "eval_set", "protocol", "results", "
 class ResultFileError(ValueError):
     """A result file that cannot be read or does not follow the result schema."""
 
+
 @dataclasses.dataclass(frozen=True)
 class ResultFile:
     """One ``mlilt eval`` result file, validated."""
@@ -36,6 +37,11 @@ class ResultFile:
     @property
     def text_probe(self) -> dict | None:
         return self.data.get("text_probe")
+
+    @property
+    def step(self) -> int | None:
+        """The training step the model was scored at; None for files that do not record it."""
+        return self.run.get("step")
 
 
 def _field(data: dict, dotted: str):
@@ -102,7 +108,40 @@ def load_result(path: str | Path) -> ResultFile:
     _check_metrics(path, "results", data["results"], RECALL_KEYS)
     if data.get("text_probe") is not None:
         _check_metrics(path, "text_probe", data["text_probe"], PROBE_KEYS)
+    step = data["run"].get("step")
+    if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 0):
+        raise ResultFileError(f"{path}: field 'run.step' must be a non-negative integer or null, got {step!r}")
+    _check_languages(path, data.get("languages"))
     return ResultFile(path, data)
+
+
+def _check_languages(path: Path, languages) -> None:
+    """The optional per-language information: names, resource measure, tier and images scored."""
+    if languages is None:
+        return
+    if not isinstance(languages, dict):
+        raise ResultFileError(f"{path}: field 'languages' must be an object of languages, got {languages!r}")
+    for tag, info in languages.items():
+        if not isinstance(info, dict):
+            raise ResultFileError(f"{path}: field 'languages.{tag}' must be an object, got {info!r}")
+        for key, kinds in (("code", str), ("name", str), ("cc100_gib", (int, float)), ("tier", int),
+                           ("images", int)):
+            value = info.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, kinds)):
+                raise ResultFileError(f"{path}: field 'languages.{tag}.{key}' must be "
+                                      f"{'a string' if kinds is str else 'a number'} or null, got {value!r}")
+
+
+def language_info(results: list[ResultFile]) -> dict[str, dict]:
+    """Per language tag, what the files record about it (name, code, cc100_gib, tier, images); first file wins."""
+    info: dict[str, dict] = {}
+    for r in results:
+        for tag, fields in (r.data.get("languages") or {}).items():
+            merged = info.setdefault(tag, {})
+            for key, value in fields.items():
+                if merged.get(key) is None:
+                    merged[key] = value
+    return info
 
 
 def load_results(paths) -> list[ResultFile]:

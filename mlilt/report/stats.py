@@ -1,14 +1,16 @@
-"""Statistics over result files: paired differences to a baseline with t intervals."""
+"""Statistics over result files: paired differences to a baseline, and slopes against a resource measure, with t intervals."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 import pandas as pd
 
 from .results import ResultFile
-from .tables import _find_baseline, _group, _labels
+from .languages import log_resource
+from .tables import Report, Table, _base_language, _find_baseline, _group, _labels
 
 
 def _t_quantile(p: float, df: int) -> float:
@@ -53,3 +55,48 @@ def paired_differences(results: list[ResultFile], baseline: str, *, key: str = "
                      "languages": len(langs), "n": n, "delta": mean, "ci_low": mean - half,
                      "ci_high": mean + half})
     return pd.DataFrame(rows).set_index("run") if rows else pd.DataFrame()
+
+
+@dataclasses.dataclass(frozen=True)
+class SlopeFit:
+    """A least-squares line y = intercept + slope·x with the slope's confidence interval."""
+
+    slope: float
+    intercept: float
+    low: float
+    high: float
+    n: int
+    confidence: float
+
+
+def fit_slope(x, y, confidence: float = 0.95) -> SlopeFit:
+    """Least-squares slope of y on x (scipy.stats.linregress) and its interval slope ± t(n−2)·stderr."""
+    from scipy.stats import linregress
+
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(x) < 3 or np.ptp(x) == 0:  # two points fit exactly: no interval; one x value: no slope
+        return SlopeFit(math.nan, math.nan, math.nan, math.nan, len(x), confidence)
+    fit = linregress(x, y)
+    half = _t_quantile(0.5 + confidence / 2, len(x) - 2) * fit.stderr
+    return SlopeFit(float(fit.slope), float(fit.intercept), float(fit.slope - half), float(fit.slope + half),
+                    len(x), confidence)
+
+
+def resource_points(report: Report, table: Table, run: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Per language not trained on with a recorded CC-100 size: its tag, log10 GiB, and the row's Δ to the baseline
+    (its value when there is no baseline), averaged over the table's metrics (e.g. TR@1 and IR@1)."""
+    frame = table.delta if table.delta is not None and run in table.delta.index else table.mean
+    trained = {_base_language(t) for t in report.train_languages}
+    tags, xs, ys = [], [], []
+    for lang in (lang for lang in table.languages if _base_language(lang) not in trained):
+        x = log_resource(lang, report.languages)
+        values = [float(frame.at[run, (lang, k)]) for k in _metrics(table)]
+        if x is not None and not any(math.isnan(v) for v in values):
+            tags.append(lang)
+            xs.append(x)
+            ys.append(float(np.mean(values)))
+    return tags, np.array(xs), np.array(ys)
+
+
+def _metrics(table: Table) -> list[str]:
+    return list(dict.fromkeys(k for _, k in table.mean.columns))

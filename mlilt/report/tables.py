@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
-from datetime import datetime, timezone
 
 import numpy as np
 import pandas as pd
 
-from .results import METRICS, PROBE_KEYS, ResultFile, ResultFileError
+from .results import ResultFile, ResultFileError
+
+# More languages than this in a table: a summary per tier, a per-language table and a scatter chart
+# instead of a column pair and a panel per language (which stop being readable at about this many).
+MANY_LANGUAGES = 20
 
 
 @dataclasses.dataclass
@@ -30,6 +32,16 @@ class Table:
     delta: pd.DataFrame | None
     languages: list[str]
     mean_languages: dict[str, list[str]]
+    row_languages: dict[str, dict[str, list[str]]] = dataclasses.field(default_factory=dict)
+
+    @property
+    def many(self) -> bool:
+        """More languages than a row of columns can show: summarised per tier, listed per language."""
+        return len(self.languages) > MANY_LANGUAGES
+
+    def group_columns(self) -> list[tuple[str, str]]:
+        """The mean and tier columns (everything but the per-language ones)."""
+        return [c for c in self.mean.columns if c[0] in self.mean_languages]
 
 
 @dataclasses.dataclass
@@ -47,6 +59,8 @@ class Report:
     created: str
     mlilt_version: str
     notes: list[str]
+    languages: dict[str, dict] = dataclasses.field(default_factory=dict)
+    selected: list[str] | None = None
 
     def table(self, name: str) -> Table | None:
         """The table called ``name`` ("retrieval" or "text_probe"), or None."""
@@ -128,22 +142,27 @@ def _ordered_languages(tables: list[dict]) -> list[str]:
     return out
 
 
-def _mean_groups(languages: list[str], per_file: list[dict], train_languages: list[str],
-                 all_mean: bool) -> dict[str, list[str]]:
-    """Mean columns -> the languages they average (only languages every file has): all, and those not trained on."""
-    common = [lang for lang in languages if all(lang in t for t in per_file)]
+def _mean_groups(languages: list[str], train_languages: list[str], all_mean: bool,
+                 tiers: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Mean columns -> the languages they may average: all, those not trained on, then each resource tier's."""
     trained = {_base_language(t) for t in train_languages}
-    unseen = [lang for lang in common if _base_language(lang) not in trained]
-    groups = {"mean (all)": common} if all_mean else {}
-    if unseen and (not all_mean or len(unseen) < len(common)):
+    unseen = [lang for lang in languages if _base_language(lang) not in trained]
+    groups = {"mean (all)": languages} if all_mean else {}
+    if unseen and (not all_mean or len(unseen) < len(languages)):
         groups[f"mean (non-{'/'.join(train_languages)})"] = unseen
+    # Tiers leave the trained languages out too: English would otherwise lift its tier by its training.
+    groups.update({tier: [lang for lang in langs if lang in unseen] for tier, langs in tiers.items()})
     return {name: langs for name, langs in groups.items() if langs}
 
 
 def _build_table(name: str, title: str, groups: list[list[ResultFile]], labels: list[str], keys: list[str],
                  select, train_languages: list[str], baseline_index: int | None, notes: list[str],
-                 all_mean: bool = True) -> Table | None:
-    """Mean ± std per configuration over its files, with mean columns and Δ rows; None if no file has the data."""
+                 all_mean: bool = True, tiers=lambda languages: {}) -> Table | None:
+    """Mean ± std per configuration over its files, with mean columns and Δ rows; None if no file has the data.
+
+    Each row's mean columns average the languages that row has; ``row_languages`` and a note say which
+    when that is fewer than the column's. ``tiers(languages)`` gives the tier columns (name -> languages).
+    """
     used = [(label, [m for m in members if select(m) is not None], members)
             for label, members in zip(labels, groups)]
     used = [(label, files, members) for label, files, members in used if files]
@@ -151,26 +170,29 @@ def _build_table(name: str, title: str, groups: list[list[ResultFile]], labels: 
         return None
     per_file = [select(f) for _, files, _ in used for f in files]
     languages = _ordered_languages(per_file)
-    mean_langs = _mean_groups(languages, per_file, train_languages, all_mean)
-    common = [lang for lang in languages if all(lang in t for t in per_file)]
-    if len(common) < len(languages):
-        notes.append(f"{title}: not every file has every language; the mean columns average only "
-                     f"languages all files have ({', '.join(common) or 'none'}).")
+    mean_langs = _mean_groups(languages, train_languages, all_mean, tiers(languages))
     columns = pd.MultiIndex.from_tuples([(lang, k) for lang in languages + list(mean_langs) for k in keys],
                                         names=["group", "metric"])
-    means, stds, rows = [], [], []
+    means, stds, rows, row_languages = [], [], [], {}
     for label, files, members in used:
         file_langs = [sorted(select(f)) for f in files]
         if any(fl != file_langs[0] for fl in file_langs):
             raise ResultFileError(
                 f"{title}: the seeds of '{label}' cover different languages: "
                 + "; ".join(f"{f.path}: {', '.join(fl)}" for f, fl in zip(files, file_langs)))
+        has = select(files[0])
+        row_languages[label] = {group: [lang for lang in langs if lang in has] for group, langs in mean_langs.items()}
+        for group, langs in mean_langs.items():
+            missing = [lang for lang in langs if lang not in has]
+            if missing:
+                notes.append(f"{title}: '{group}' of {label} averages the {len(langs) - len(missing)} of its "
+                             f"{len(langs)} languages that row has (it lacks {', '.join(missing)}).")
         values = np.full((len(files), len(columns)), np.nan)
         for i, f in enumerate(files):
             table = select(f)
             for j, (group, key) in enumerate(columns):
-                langs = mean_langs.get(group, [group])
-                if all(lang in table for lang in langs):
+                langs = row_languages[label].get(group, [group] if group in table else [])
+                if langs:
                     values[i, j] = np.mean([table[lang][key] for lang in langs])
         means.append(values.mean(axis=0))
         stds.append(values.std(axis=0, ddof=1) if len(files) > 1 else np.full(len(columns), np.nan))
@@ -189,7 +211,8 @@ def _build_table(name: str, title: str, groups: list[list[ResultFile]], labels: 
             delta = mean.drop(index=baseline_label) - mean.loc[baseline_label]
         else:
             notes.append(f"{title}: the baseline '{baseline_label}' has no such data; no Δ rows.")
-    return Table(name, title, pd.DataFrame(rows).set_index("run"), mean, std, delta, languages, mean_langs)
+    return Table(name, title, pd.DataFrame(rows).set_index("run"), mean, std, delta, languages, mean_langs,
+                 row_languages)
 
 
 def _find_baseline(baseline: str, groups: list[list[ResultFile]], labels: list[str]) -> int:
@@ -218,65 +241,3 @@ def _check_one_test_set(results: list[ResultFile]) -> tuple[str, str]:
         raise ResultFileError("result files of more than one eval set / protocol; a table compares runs on one "
                               f"test set, so make one report per set ({listing})")
     return next(iter(by_set))
-
-
-def build_report(results: list[ResultFile], *, baseline: str | None = None, metric: str = "R@1",
-                 group_by: str = "config", train_languages=("en",)) -> Report:
-    """The retrieval table (and the text-probe table when present) of validated result files."""
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
-    if group_by not in ("config", "run"):
-        raise ValueError(f"group_by must be 'config' or 'run', got {group_by!r}")
-    if not results:
-        raise ResultFileError("no result files given")
-    train_languages = list(train_languages)
-    eval_set, protocol = _check_one_test_set(results)
-    groups = _group(results, group_by)
-    labels = _labels(groups)
-    baseline_index = _find_baseline(baseline, groups, labels) if baseline else None
-    keys = ["mean"] if metric == "mean" else [f"TR@{metric[2:]}", f"IR@{metric[2:]}"]
-    notes: list[str] = []
-    tables = [_build_table("retrieval", f"Image-text retrieval, {metric} (%)", groups, labels, keys,
-                           lambda r: r.results, train_languages, baseline_index, notes),
-              # The probe's mean leaves the trained languages out: en->en retrieval is trivially ~100.
-              _build_table("text_probe", "Text-only cross-lingual retrieval probe, R@1 (%)", groups, labels,
-                           list(PROBE_KEYS), lambda r: r.text_probe, train_languages, baseline_index, notes,
-                           all_mean=False)]
-    notes.extend(_leakage_notes(results))
-    sizes = {r.data.get("num_images") for r in results}
-    if len(sizes) > 1:
-        counts = ", ".join(map(str, sorted(sizes, key=str)))
-        notes.append(f"the files were scored on different numbers of images ({counts}); "
-                     "their recalls are not strictly comparable (e.g. leakage exclusion).")
-    return Report(tables=[t for t in tables if t is not None], files=results, eval_set=eval_set, protocol=protocol,
-                  metric=metric, baseline=labels[baseline_index] if baseline_index is not None else None,
-                  train_languages=train_languages, group_by=group_by,
-                  created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                  mlilt_version=_mlilt_version(), notes=notes)
-
-
-def headline(results: list[ResultFile], train_languages=("en",)) -> str:
-    """One line of what a comparison shows: each row's mean recall in unseen and in trained languages."""
-    table = build_report(results, metric="mean", train_languages=train_languages).table("retrieval")
-    columns = [g for g in table.mean_languages if g != "mean (all)"]
-    columns += [lang for lang in train_languages if lang in table.languages]
-
-    def cell(run: str, group: str) -> str:
-        mean, std = table.mean.at[run, (group, "mean")], table.std.at[run, (group, "mean")]
-        return f"{mean:.1f}" + ("" if math.isnan(std) else f" ± {std:.1f}")
-
-    parts = [f"{group}: " + ", ".join(f"{run} {cell(run, group)}" for run in table.mean.index) for group in columns]
-    seeds = sorted({int(n) for n in table.rows["n"]})
-    return (f"mean recall (R@1/5/10, both directions, %; n = {'/'.join(map(str, seeds))} seed(s)) -- "
-            + "; ".join(parts))
-
-
-def _leakage_notes(results: list[ResultFile]) -> list[str]:
-    """A warning for each file whose test images overlap its training data and were not excluded."""
-    notes = []
-    for r in results:
-        leak = r.data.get("leakage") or {}
-        if leak.get("overlap") and not leak.get("excluded"):
-            notes.append(f"WARNING {r.path}: {leak['overlap']} test images overlap the training data of "
-                         f"run '{r.run['name']}' and were not excluded.")
-    return notes
