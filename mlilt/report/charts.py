@@ -10,6 +10,7 @@ import numpy as np
 from .render import _summary_lines
 from .languages import log_resource
 from .stats import fit_slope, resource_points
+from .steps import last_steps
 from .tables import Report, Table, _group, _labels, _mlilt_version
 
 
@@ -80,7 +81,7 @@ def write_gallery(report: Report, path: Path) -> Path | None:
     configuration), each run's top-k images with the correct one framed; None when no file recorded one."""
     from mlilt.sheets import gallery_image
 
-    groups = _group(report.files, report.group_by)
+    groups = _group(last_steps(report.files), report.group_by)
     firsts = [min(g, key=lambda r: (r.run["seed"] is None, r.run["seed"] or 0)) for g in groups]
     columns = [(f"{label} (seed {r.run['seed']})" if len(g) > 1 else label, r.data.get("gallery"))
                for label, g, r in zip(_labels(groups), groups, firsts)]

@@ -10,6 +10,7 @@ import pandas as pd
 
 from .results import ResultFile
 from .languages import log_resource
+from .steps import last_steps
 from .tables import Report, Table, _base_language, _find_baseline, _group, _labels
 
 
@@ -21,7 +22,7 @@ def _t_quantile(p: float, df: int) -> float:
 
 def paired_differences(results: list[ResultFile], baseline: str, *, key: str = "mean",
                        languages: list[str] | None = None, confidence: float = 0.95) -> pd.DataFrame:
-    """Every configuration minus ``baseline``, paired by seed and language, with a t interval.
+    """Every configuration minus ``baseline``, paired by seed and language (each run at its last step), with a t interval.
 
     For each row, the differences ``row[seed][lang][key] - baseline[seed][lang][key]`` over the seeds
     both have and ``languages`` (default: every language both have) are n paired samples; the
@@ -29,7 +30,7 @@ def paired_differences(results: list[ResultFile], baseline: str, *, key: str = "
     samples, so the interval is narrower than one over seeds alone would be: read it as a summary
     of how consistent the gap is across seeds and languages, not as a test of a population.
     """
-    groups = _group(results, "config")
+    groups = _group(last_steps(results), "config")
     labels = _labels(groups)
     base = groups[_find_baseline(baseline, groups, labels)]
     base_by_seed = {m.run["seed"]: m.results for m in base}
