@@ -132,7 +132,7 @@ def plot_strategy_summary(table: Table, path: Path, *, english: str = "en", titl
         ax.barh(y + offset, means, 0.38, xerr=stds, color=colour, label=name, capsize=2)
         for yi, m, s in zip(y + offset, means, stds):
             ax.text(m + s, yi, f"  {m:.1f}", va="center", fontsize="x-small")
-        plotted += [f"{run} | {group} | {m!r} | {s!r}" for run, m, s in zip(runs, means, stds)]
+        plotted += [f"{run} | {group} | {float(m)!r} | {float(s)!r}" for run, m, s in zip(runs, means, stds)]
     ax.set_yticks(y, [f"{r} ({table.rows.at[r, 'percent_trainable']:.2f}%)" for r in runs])
     ax.invert_yaxis()
     ax.set_xlabel("mean recall (TR/IR @1/5/10), % — bars: mean over seeds, whiskers: std")
