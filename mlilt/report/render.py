@@ -35,7 +35,8 @@ def _display_rows(table: Table, decimals: int, pm, delta_label,
         cells += [f"{row['percent_trainable']:.2f}", str(row["n"])]
         for col in columns:
             m, s = table.mean.at[label, col], table.std.at[label, col]
-            cells.append(_fmt(m, decimals) if math.isnan(s) else pm(_fmt(m, decimals), _fmt(s, decimals)))
+            cell = _fmt(m, decimals) if math.isnan(s) else pm(_fmt(m, decimals), _fmt(s, decimals))
+            cells.append(cell + (PARTIAL if _partial(table, label, col[0]) and not math.isnan(m) else ""))
         body.append(cells)
     first_delta = len(body)
     if table.delta is not None:
@@ -43,6 +44,22 @@ def _display_rows(table: Table, decimals: int, pm, delta_label,
             cells = [delta_label(label), ""] + (["", ""] if show_models else []) + ["", ""]
             body.append(cells + [_fmt(row[col], decimals, sign=True) for col in columns])
     return lead, body, first_delta
+
+
+PARTIAL = "*"  # marks a mean over fewer languages than its column's: the row lacks some (the notes say which)
+
+
+def _partial(table: Table, label: str, group: str) -> bool:
+    """Whether row ``label``'s mean column ``group`` averages fewer languages than the column does."""
+    langs = table.mean_languages.get(group)
+    return langs is not None and table.row_languages.get(label, {}).get(group, langs) != langs
+
+
+def _partial_note(table: Table, columns) -> list[str]:
+    """The line under a table that has marked cells."""
+    marked = any(_partial(table, label, g) for label in table.mean.index for g, _ in columns)
+    return [f"{PARTIAL} averages only the languages that row has; the notes under Provenance say which it lacks.",
+            ""] if marked else []
 
 
 def _sources(report: Report) -> list[list[str]]:
@@ -150,7 +167,7 @@ def render_markdown(report: Report, decimals: int = 1) -> str:
         lead, body, _ = _display_rows(t, decimals, lambda m, s: f"{m} ± {s}",
                                       lambda label: f"Δ {label} − {report.baseline}", columns)
         header = lead + [f"{g} {k}" for g, k in columns]
-        out += [f"## {title}", ""] + _md_table(header, body, len(lead) - 2) + [""]
+        out += [f"## {title}", ""] + _md_table(header, body, len(lead) - 2) + [""] + _partial_note(t, columns)
         if t.many and columns == t.group_columns():
             out += ["Languages per column: " + ", ".join(f"{g} {len(langs)}" for g, langs in t.mean_languages.items())
                     + ".", ""]
