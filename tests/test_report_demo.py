@@ -34,8 +34,8 @@ def quoted(line: str) -> dict[tuple[str, str], float]:
 
 
 def test_demo_report_leads_with_the_headline_metric_in_its_first_table_and_chart(tmp_path):
-    paths = [write(tmp_path, "lwa.json", result("lilt_lwa-s0", "lilt_lwa", tr1={x: 30.0 + i for i, x in enumerate(EIGHT)},
-                                                protocol="all")),
+    paths = [write(tmp_path, "lwa.json", result("lilt_lwa-s0", "lilt_lwa", protocol="all",
+                                                tr1={x: 30.0 + i for i, x in enumerate(EIGHT)})),
              write(tmp_path, "clip.json", result("clip-s0", "clip", percent=100.0, protocol="all",
                                                  tr1={x: 40.0 - i for i, x in enumerate(EIGHT)})),
              write(tmp_path, "base.json", result("frozen-base", "frozen", seed=None, percent=0.0, protocol="all",

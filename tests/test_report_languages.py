@@ -41,9 +41,11 @@ def test_each_row_averages_the_languages_it_has_and_says_which(tmp_path):
     assert t.mean.at["frozen-base", ("mean (all)", "TR@1")] == pytest.approx(12.0)
     assert t.row_languages["frozen-base"]["mean (non-en)"] == ["ru", "tr"]
     md = rp.render_markdown(rep)
-    assert "'mean (non-en)' of frozen-base averages the 2 of its 3 languages that row has (it lacks sw)" in md
+    assert "frozen-base lacks sw; its mean columns average the languages it has" in md
     assert "each row averages those of the column's languages it has" in md
-    assert "| frozen-base | frozen | 0.00 | 1 | 12.0 | 2.0 | 11.0 | 1.0 | 13.0 | 3.0 | – | – | 12.0* | 2.0* | 12.0* |" in md
+    row = ("| frozen-base | frozen | 0.00 | 1 | 12.0 | 2.0 | 11.0 | 1.0 | 13.0 | 3.0 | – | – "
+           "| 12.0* | 2.0* | 12.0* |")
+    assert row in md
     assert "* averages only the languages that row has" in md
 
 

@@ -9,15 +9,7 @@ from .languages import select_languages, tier_groups
 from .results import METRICS, PROBE_KEYS, ResultFile, ResultFileError, language_info
 from .steps import has_history, last_steps, steps_table
 from .tables import (MANY_LANGUAGES, Report, Table, _build_table, _check_one_test_set, _find_baseline, _group,
-                     _labels, _mlilt_version, _ordered_languages)
-
-
-def _only(table: dict | None, languages: list[str] | None) -> dict | None:
-    """``table`` restricted to ``languages`` (None: all); None when nothing is left."""
-    if table is None or languages is None:
-        return table
-    kept = {lang: v for lang, v in table.items() if lang in languages}
-    return kept or None
+                     _labels, _mlilt_version, _only, _ordered_languages)
 
 
 def build_report(results: list[ResultFile], *, baseline: str | None = None, metric: str = "R@1",
@@ -46,7 +38,11 @@ def build_report(results: list[ResultFile], *, baseline: str | None = None, metr
     baseline_index = _find_baseline(baseline, groups, labels) if baseline else None
     keys = ["mean"] if metric == "mean" else [f"TR@{metric[2:]}", f"IR@{metric[2:]}"]
     notes: list[str] = []
-    tiers = lambda langs: tier_groups(langs, info) if len(langs) > MANY_LANGUAGES else {}  # noqa: E731
+
+    def tiers(langs: list[str]) -> dict[str, list[str]]:
+        """Tier columns, for a table of many languages only: eight keep today's layout."""
+        return tier_groups(langs, info) if len(langs) > MANY_LANGUAGES else {}
+
     tables = [_build_table("retrieval", f"Image-text retrieval, {metric} (%)", groups, labels, keys,
                            lambda r: _only(r.results, selected), train_languages, baseline_index, notes, tiers=tiers),
               # The probe's mean leaves the trained languages out: en->en retrieval is trivially ~100.
@@ -57,8 +53,7 @@ def build_report(results: list[ResultFile], *, baseline: str | None = None, metr
         raise ResultFileError(f"--langs {','.join(languages)}: no result file has retrieval results in "
                               f"{', '.join(selected)}")
     if has_history(results):
-        restricted = [r for r in results if _only(r.results, selected)]
-        tables.append(steps_table(groups, labels, restricted, train_languages))
+        tables.append(steps_table(groups, labels, results, train_languages, selected))
         notes.append(f"runs scored at several steps: the tables above show each run at its last step; "
                      f"'{tables[-1].title}' follows them over training.")
     notes.extend(_leakage_notes(latest))

@@ -34,7 +34,7 @@ def _metadata(report: Report, title: str, *extra: str) -> dict:
 
 
 def plot_table(report: Report, table: Table, path: Path, groups: list[str] | None = None) -> None:
-    """A PNG with one bar-chart panel per language and mean column (or per ``groups``): bars = runs, error bars = std."""
+    """A PNG with a bar-chart panel per language and mean column (or per ``groups``): bars = runs, error bars = std."""
     groups = groups or list(dict.fromkeys(g for g, _ in table.mean.columns))
     keys = list(dict.fromkeys(k for _, k in table.mean.columns))
     ncols = min(4, len(groups))

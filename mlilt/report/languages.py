@@ -1,4 +1,4 @@
-"""Languages in a report: what ``--langs`` selects, resource tiers, and the order and labels of the per-language table."""
+"""Languages in a report: what ``--langs`` selects, resource tiers, the per-language table's order and labels."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Statistics over result files: paired differences to a baseline, and slopes against a resource measure, with t intervals."""
+"""Statistics over result files: paired differences to a baseline, slopes against a resource measure; t intervals."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def _t_quantile(p: float, df: int) -> float:
 
 def paired_differences(results: list[ResultFile], baseline: str, *, key: str = "mean",
                        languages: list[str] | None = None, confidence: float = 0.95) -> pd.DataFrame:
-    """Every configuration minus ``baseline``, paired by seed and language (each run at its last step), with a t interval.
+    """Every configuration minus ``baseline`` (each run at its last step), paired by seed and language, t interval.
 
     For each row, the differences ``row[seed][lang][key] - baseline[seed][lang][key]`` over the seeds
     both have and ``languages`` (default: every language both have) are n paired samples; the

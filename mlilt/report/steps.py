@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .results import ResultFile
-from .tables import Table, _build_table, _config_key
+from .tables import Table, _build_table, _config_key, _only
 
 STEP_RECALL = "mean"  # mean of TR/IR@1/5/10: the steadiest single recall to follow over training
 STEP_PROBE = "en->x@1"
@@ -35,9 +35,10 @@ def has_history(results: list[ResultFile]) -> bool:
 
 
 def steps_table(groups: list[list[ResultFile]], labels: list[str], results: list[ResultFile],
-                train_languages: list[str]) -> Table | None:
+                train_languages: list[str], languages: list[str] | None = None) -> Table | None:
     """Mean recall (English and the other languages) and the text probe per configuration and step, seeds as
-    mean ± std; the configurations are ``groups`` (each run at its last step) labelled ``labels``."""
+    mean ± std, over ``languages`` (None: all); the configurations are ``groups`` (each run at its last step)
+    labelled ``labels``."""
     runs = runs_by_step(results)
     step_groups, step_labels, steps = [], [], []
     for label, members in zip(labels, groups):
@@ -49,10 +50,10 @@ def steps_table(groups: list[list[ResultFile]], labels: list[str], results: list
     if not step_groups:
         return None
     ignored: list[str] = []  # the main tables already note languages a row lacks
-    recall = _build_table("steps", "", step_groups, step_labels, [STEP_RECALL], lambda r: r.results,
-                          train_languages, None, ignored)
-    probe = _build_table("steps", "", step_groups, step_labels, [STEP_PROBE], lambda r: r.text_probe,
-                         train_languages, None, ignored, all_mean=False)
+    recall = _build_table("steps", "", step_groups, step_labels, [STEP_RECALL],
+                          lambda r: _only(r.results, languages), train_languages, None, ignored)
+    probe = _build_table("steps", "", step_groups, step_labels, [STEP_PROBE],
+                         lambda r: _only(r.text_probe, languages), train_languages, None, ignored, all_mean=False)
     keep = [lang for lang in train_languages if lang in recall.languages]
     parts = [(recall, [c for c in recall.mean.columns if c[0] in keep or c[0].startswith("mean (non-")], "recall")]
     if probe is not None:

@@ -142,6 +142,14 @@ def _ordered_languages(tables: list[dict]) -> list[str]:
     return out
 
 
+def _only(table: dict | None, languages: list[str] | None) -> dict | None:
+    """``table`` restricted to ``languages`` (None: all); None when nothing is left."""
+    if table is None or languages is None:
+        return table
+    kept = {lang: v for lang, v in table.items() if lang in languages}
+    return kept or None
+
+
 def _mean_groups(languages: list[str], train_languages: list[str], all_mean: bool,
                  tiers: dict[str, list[str]]) -> dict[str, list[str]]:
     """Mean columns -> the languages they may average: all, those not trained on, then each resource tier's."""
@@ -182,11 +190,10 @@ def _build_table(name: str, title: str, groups: list[list[ResultFile]], labels: 
                 + "; ".join(f"{f.path}: {', '.join(fl)}" for f, fl in zip(files, file_langs)))
         has = select(files[0])
         row_languages[label] = {group: [lang for lang in langs if lang in has] for group, langs in mean_langs.items()}
-        for group, langs in mean_langs.items():
-            missing = [lang for lang in langs if lang not in has]
-            if missing:
-                notes.append(f"{title}: '{group}' of {label} averages the {len(langs) - len(missing)} of its "
-                             f"{len(langs)} languages that row has (it lacks {', '.join(missing)}).")
+        missing = [lang for lang in languages if lang not in has]
+        if any(row_languages[label][group] != langs for group, langs in mean_langs.items()):
+            notes.append(f"{title}: {label} lacks {', '.join(missing)}; its mean columns average the languages "
+                         "it has.")
         values = np.full((len(files), len(columns)), np.nan)
         for i, f in enumerate(files):
             table = select(f)
