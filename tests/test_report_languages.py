@@ -134,6 +134,9 @@ def test_many_language_report_writes_the_scatter_and_eight_keep_the_bars(many, t
                                                   languages={x: {"tier": 3, "cc100_gib": 5.0} for x in EIGHT}))
     t = rp.build_report(rp.load_results([eight])).table("retrieval")
     assert not t.many and list(t.mean_languages) == ["mean (all)", "mean (non-en)"]
+    named = write(tmp_path, "named.json", result(tr1={"en": 40.0, "sw": 30.0, "xx": 20.0},
+                                                  languages={"en": {"name": "English"}, "sw": {"name": "Swahili"}}))
+    assert "Languages: en (English), sw (Swahili), xx." in rp.render_markdown(rp.build_report(rp.load_results([named])))
 
 
 def test_langs_by_tier_code_or_name(many, tmp_path):

@@ -7,7 +7,7 @@ import math
 import pandas as pd
 
 from .build import headline_groups
-from .languages import resource_order
+from .languages import language_label, resource_order
 from .tables import Report, Table
 
 
@@ -158,6 +158,10 @@ def _language_rows(report: Report, table: Table, decimals: int) -> tuple[list[st
 def render_markdown(report: Report, decimals: int = 1) -> str:
     """The report as Markdown: tables, then provenance."""
     out = [f"# {report.eval_set} ({report.protocol}): {report.metric}", ""]
+    shown = [lang for t in report.tables if not t.many for lang in t.languages]
+    if any(report.languages.get(lang, {}).get("name") for lang in shown):
+        out += ["Languages: " + ", ".join(language_label(lang, report.languages) for lang in dict.fromkeys(shown))
+                + ".", ""]
     for t, title, columns in _blocks(report):
         if columns is None:
             header, body = _language_rows(report, t, decimals)
