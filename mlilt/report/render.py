@@ -197,8 +197,8 @@ def render_latex(report: Report, decimals: int = 1) -> str:
         caption = f"\\caption{{{_tex(title)}: {_tex(report.eval_set)} ({_tex(report.protocol)})}}"
         if columns is None:
             header, body = _language_rows(report, t, decimals)
-            out += ["", "\\begin{longtable}{" + "ll" + "r" * (len(header) - 2) + "}", caption + " \\\\", "\\toprule",
-                    " & ".join(_tex(c) for c in header) + " \\\\", "\\midrule", "\\endhead"]
+            out += ["", "% a row per language: needs \\usepackage{longtable}", "\\begin{longtable}{" + "ll" + "r" * (len(header) - 2) + "}", caption + " \\\\", "\\toprule",
+                    " & ".join(_tex(c).replace("Δ", "$\\Delta$") for c in header) + " \\\\", "\\midrule", "\\endhead"]
             out += [" & ".join(_tex(c) if j < 2 else c.replace("-", "$-$", 1) for j, c in enumerate(cells)) + " \\\\"
                     for cells in body]
             out += ["\\bottomrule", "\\end{longtable}"]
