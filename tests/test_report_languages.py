@@ -157,3 +157,15 @@ def test_bad_language_fields_name_the_file_and_field(tmp_path):
     with pytest.raises(rp.ResultFileError, match=r"bad\.json: field 'languages\.sw\.tier' must be a number"):
         rp.load_result(write(tmp_path, "bad.json", data))
     assert recalls(10.0)["TR@1"] == 10.0
+
+
+def test_many_languages_without_a_resource_measure_chart_the_summary_columns(tmp_path):
+    from PIL import Image
+
+    tags = [f"l{i:02d}" for i in range(25)]
+    path = write(tmp_path, "a.json", result(tr1={t: 40.0 for t in ["en", *tags]}))  # old file: no 'languages'
+    report = rp.build_report(rp.load_results([path]))
+    rp.write_report(report, tmp_path / "r")
+    with Image.open(tmp_path / "r.png") as im:
+        assert im.size[0] < 1500  # two panels (mean (all), mean (non-en)), not 26
+    assert "| l03 |  |" in (tmp_path / "r.md").read_text()  # the bare code where no name is recorded
