@@ -15,7 +15,6 @@ the base models from their names and lays the trained state on top. No pickle an
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 import tempfile
@@ -284,10 +283,9 @@ def atomic_write(path: Path, write) -> None:
         raise
 
 
-@functools.lru_cache(maxsize=None)
 def _new_file_mode() -> int:
     """The mode ``open()`` gives a new file: 0666 less the umask (0644 under the usual 022)."""
-    umask = os.umask(0o022)  # the only way to read it; set back at once
+    umask = os.umask(0o022)  # the portable way to read it; set back at once
     os.umask(umask)
     return 0o666 & ~umask
 
