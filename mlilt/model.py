@@ -180,7 +180,8 @@ def _repair_advice(path: Path) -> str:
     folder = path.parent
     hub = next((part for part in path.parts if part.startswith("models--")), None)
     if hub:
-        return f"download it again: huggingface-cli download {hub[len('models--'):].replace('--', '/')} --force-download"
+        repo_id = hub[len("models--"):].replace("--", "/")
+        return f"download it again: huggingface-cli download {repo_id} --force-download"
     if folder.name == FINAL_MODEL_DIR:
         checkpoints = sorted((folder.parent / CHECKPOINTS_DIR).glob("step_*/" + WEIGHTS_NAME))
         if checkpoints:

@@ -1,4 +1,4 @@
-"""torch and torchvision must be the pair torchvision was built for: checked at ``import mlilt`` and by ``make install``.
+"""torch must be the one torchvision was built for: checked at ``import mlilt`` and in ``make install``.
 
 A torchvision built for another torch fails far from the cause (``operator torchvision::nms does not
 exist``, transformers' ``Could not import module 'BertModel'``). Which torch it was built for is

@@ -77,6 +77,7 @@ def test_import_mlilt_stops_before_torchvision_is_imported():
     """)
     out = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=subprocess_env(), capture_output=True,
                          text=True, timeout=60, check=True).stdout.splitlines()
-    assert out[0].startswith("TorchMismatchError torch 2.12.0 and torchvision ") and 'pip install "torch==2.13.*"' in out[0]
+    assert out[0].startswith("TorchMismatchError torch 2.12.0 and torchvision ")
+    assert 'pip install "torch==2.13.*"' in out[0]
     assert out[1] == "torch imported: False torchvision imported: False"
 

@@ -25,7 +25,8 @@ import logging
 import shutil
 from pathlib import Path
 
-from mlilt.model import CHECKPOINTS_DIR, FINAL_MODEL_DIR, WEIGHTS_NAME, DamagedFileError, DualEncoder, read_trained_state
+from mlilt.model import (CHECKPOINTS_DIR, FINAL_MODEL_DIR, WEIGHTS_NAME, DamagedFileError, DualEncoder,
+                         read_trained_state)
 
 logger = logging.getLogger(__name__)
 

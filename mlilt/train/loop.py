@@ -304,7 +304,8 @@ def train(config: TrainConfig) -> Path:
         except DamagedFileError as err:
             if not checkpoint.list_checkpoints(run_dir):
                 raise
-            logger.warning("%s: damaged (%s); resuming from the last checkpoint to write it again", err.path, err.reason)
+            logger.warning("%s: damaged (%s); resuming from the last checkpoint to write it again",
+                           err.path, err.reason)
     accelerator = Accelerator(mixed_precision=config.mixed_precision, log_with=_trackers(config),
                               project_dir=str(run_dir), step_scheduler_with_optimizer=False,
                               kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)])
