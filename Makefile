@@ -1,7 +1,8 @@
 # The README's two commands: `make demo` (the main job) and `make test` (the test suite).
 PYTHON ?= python3
-# Debian packages emoji-XTD is built from (Noto Color Emoji, CLDR annotations; raqm/fribidi for Pillow's layout).
-SYSTEM_PACKAGES = fonts-noto-color-emoji unicode-cldr-core libraqm0
+# Debian packages emoji-XTD is built from (Noto Color Emoji, CLDR annotations; raqm/fribidi for Pillow's layout);
+# Noto CJK draws the Chinese, Japanese and Korean captions of the report's gallery and search's contact sheet.
+SYSTEM_PACKAGES = fonts-noto-color-emoji fonts-noto-cjk unicode-cldr-core libraqm0
 
 .PHONY: install system-deps demo test
 
@@ -17,9 +18,11 @@ system-deps:
 # --no-deps keeps out what the rest of it pulls in (open_clip, scikit-learn, pycocoevalcap, webdataset pins).
 CLIP_BENCHMARK = clip-benchmark==1.6.2
 
+# Last, the check `import mlilt` makes: torch must be the one torchvision was built for (one line with the fix if not).
 install:
 	$(PYTHON) -m pip install -q -e '.[dev]'
 	$(PYTHON) -m pip install -q --no-deps $(CLIP_BENCHMARK)
+	@$(PYTHON) -c 'import sys; sys.tracebacklimit = 0; import mlilt'
 
 demo: system-deps install
 	$(PYTHON) recipes/emoji_xtd_pipeline.py

@@ -13,6 +13,11 @@ import importlib.util
 
 __version__ = "0.1.0"
 
+from mlilt.torch_pair import check as _check_torch_pair  # noqa: E402
+
+# Before anything imports torchvision (transformers does): a mismatched pair fails there without naming the cause.
+_check_torch_pair()
+
 # Public names and their modules, imported on first use (PEP 562) so that torch-free parts such as
 # ``mlilt.report`` do not pay for (or require) torch.
 _EXPORTS = {

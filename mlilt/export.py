@@ -25,6 +25,7 @@ import yaml
 from mlilt.model import CONFIG_NAME, WEIGHTS_NAME
 
 CARD_NAME = "README.md"
+DEFAULT_REPO_ID = "ORG/NAME"  # a placeholder in the card's usage lines until the user names the repo
 RECALL_COLUMNS = ("TR@1", "TR@5", "TR@10", "IR@1", "IR@5", "IR@10", "mean")
 TAGS = ["mlilt", "lilt", "clip", "multilingual", "image-text-retrieval", "zero-shot-image-classification",
         "parameter-efficient-fine-tuning", "adapters"]
@@ -75,7 +76,7 @@ def results_table(name: str, result: dict) -> list[str]:
 
 
 def model_card(config: dict, results: list[tuple[str, dict]], *, repo_id: str, license: str,
-               run_config: dict) -> str:
+               run_config: dict, run_name: str) -> str:
     """README.md of the exported folder: YAML front matter, what it is, results, how to load it."""
     languages = list(dict.fromkeys(lang.replace("_", "-").split("-")[0] for _, r in results for lang in r["results"]))
     front = {"library_name": "mlilt", "base_model": base_models(config), "language": languages,
@@ -85,7 +86,7 @@ def model_card(config: dict, results: list[tuple[str, dict]], *, repo_id: str, l
     text, vision = config["text"], config["vision"]
     trained = config.get("trainable")
     lines = ["---", yaml.safe_dump(front, sort_keys=False, allow_unicode=True).strip(), "---", "",
-             f"# {repo_id.split('/')[-1]}", "",
+             f"# {run_name if repo_id == DEFAULT_REPO_ID else repo_id}", "",
              f"A CLIP-style dual encoder trained with **mlilt**'s `{config['strategy']}` strategy (LilT: Khan & Fu, "
              "ICLR 2023 — locked pretrained towers, unlocked norms/biases, small adapters, contrastive training). "
              f"This repository holds only what was trained ({trained:,} parameters: adapters, unlocked parameters, "
@@ -127,12 +128,12 @@ def model_card(config: dict, results: list[tuple[str, dict]], *, repo_id: str, l
     return "\n".join(lines)
 
 
-def export(run: str | os.PathLike, out: str | os.PathLike, *, repo_id: str = "ORG/NAME",
+def export(run: str | os.PathLike, out: str | os.PathLike, *, repo_id: str = DEFAULT_REPO_ID,
            license: str = "other") -> Path:
     """Write the hub-ready folder ``out`` from a run (or model directory, or hub id)."""
     from mlilt.evaluation.leakage import RUN_CONFIG, read_run_config
-    from mlilt.hub import resolve_run
-    from mlilt.model import atomic_write, resolve_model_dir
+    from mlilt.hub import is_hub_id, resolve_run
+    from mlilt.model import atomic_write, check_trained_file, read_model_config, resolve_model_dir
 
     run_dir = resolve_run(run)
     model_dir = resolve_model_dir(run_dir)
@@ -142,6 +143,8 @@ def export(run: str | os.PathLike, out: str | os.PathLike, *, repo_id: str = "OR
     if out.exists() and any(out.iterdir()):
         if not (out / CONFIG_NAME).is_file():
             raise ValueError(f"{out}: exists and is not an earlier export; choose an empty or new folder")
+    read_model_config(model_dir)  # a damaged config or weights file is said now, not copied along
+    check_trained_file(model_dir / WEIGHTS_NAME)
     out.mkdir(parents=True, exist_ok=True)
     config = json.loads((model_dir / CONFIG_NAME).read_text())
     for name in (WEIGHTS_NAME, CONFIG_NAME):
@@ -149,7 +152,8 @@ def export(run: str | os.PathLike, out: str | os.PathLike, *, repo_id: str = "OR
     run_config = read_run_config(run_dir)
     if run_config:
         atomic_write(out / RUN_CONFIG, lambda tmp: shutil.copyfile(run_dir / RUN_CONFIG, tmp))
-    card = model_card(config, retrieval_results(run_dir), repo_id=repo_id, license=license, run_config=run_config)
+    card = model_card(config, retrieval_results(run_dir), repo_id=repo_id, license=license, run_config=run_config,
+                      run_name=str(run) if is_hub_id(run) else run_dir.resolve().name)
     if "whoever loads this model needs the same files" in card:
         print(f"mlilt export: warning: {run}: base models are local paths; see {out / CARD_NAME}", file=sys.stderr)
     atomic_write(out / CARD_NAME, lambda tmp: Path(tmp).write_text(card, encoding="utf-8"))
@@ -164,7 +168,8 @@ def add_export_parser(subparsers) -> argparse.ArgumentParser:
                     "model config naming the base models, training config, and a model card with results.")
     p.add_argument("run", help="Run directory, model directory or hub id.")
     p.add_argument("out", help="Output folder (new or empty, or an earlier export to overwrite).")
-    p.add_argument("--repo-id", default="ORG/NAME", help="Hub id the card's usage lines name (default ORG/NAME).")
+    p.add_argument("--repo-id", default=DEFAULT_REPO_ID,
+                   help="Hub id the card's title and usage lines name (default ORG/NAME: the run's name titles it).")
     p.add_argument("--license", default="other",
                    help="Licence id for the card (default 'other'); the base models' licences apply as well.")
     p.set_defaults(func=run_export)

@@ -156,16 +156,70 @@ class DualEncoder(nn.Module):
     @classmethod
     def load_trained(cls, directory: str | os.PathLike) -> "DualEncoder":
         """Rebuild the base models named in ``model_config.json`` and load ``trained.safetensors``."""
-        from safetensors.torch import load_file
-
         directory = Path(directory)
         config = read_model_config(directory)
-        model = build_model(config)
         weights = directory / WEIGHTS_NAME
         if not weights.is_file():
             raise FileNotFoundError(f"{weights}: no trained state in {directory}")
-        model.load_trained_state_dict(load_file(weights), source=str(weights))
+        check_trained_file(weights)  # before the base models take seconds to build
+        model = build_model(config)
+        model.load_trained_state_dict(read_trained_state(weights), source=str(weights))
         return model
+
+
+class DamagedFileError(ValueError):
+    """A saved model file that is there but cannot be read (garbage, truncated, half-copied)."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path, self.reason = Path(path), reason
+        super().__init__(f"{self.path}: damaged ({reason}); {_repair_advice(self.path)}")
+
+
+def _repair_advice(path: Path) -> str:
+    """What to do about a damaged file, by where it lies: a run's model/, a checkpoint, a hub snapshot, a copy."""
+    folder = path.parent
+    hub = next((part for part in path.parts if part.startswith("models--")), None)
+    if hub:
+        repo_id = hub[len("models--"):].replace("--", "/")
+        return f"download it again: huggingface-cli download {repo_id} --force-download"
+    if folder.name == FINAL_MODEL_DIR:
+        checkpoints = sorted((folder.parent / CHECKPOINTS_DIR).glob("step_*/" + WEIGHTS_NAME))
+        if checkpoints:
+            return (f"train with --resume --run_dir {folder.parent} to write it again from the last checkpoint, "
+                    f"or load that checkpoint ({checkpoints[-1].parent})")
+        return f"restore it from a copy or train {folder.parent} again (it keeps no checkpoint to resume from)"
+    if folder.name.startswith("step_") and folder.parent.name == CHECKPOINTS_DIR:
+        return (f"load another checkpoint or the run's {FINAL_MODEL_DIR}/; training with --resume falls back "
+                "to the previous checkpoint")
+    return "copy or export it again from the run it came from"
+
+
+def _reason(err: Exception) -> str:
+    # safetensors says "Error while deserializing header: incomplete metadata, file not fully covered".
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return text.split("deserializing header: ", 1)[-1]
+
+
+def check_trained_file(path: str | os.PathLike) -> None:
+    """Raise DamagedFileError unless the safetensors header reads and covers the whole file (no tensors read)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), "pt"):
+            pass
+    except SafetensorError as err:
+        raise DamagedFileError(path, _reason(err)) from err
+
+
+def read_trained_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The tensors of a ``trained.safetensors``; a damaged file raises DamagedFileError saying what to do."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(path)
+    except SafetensorError as err:
+        raise DamagedFileError(path, _reason(err)) from err
 
 
 def resolve_model_dir(path: str | os.PathLike) -> Path:
@@ -194,7 +248,10 @@ def read_model_config(directory: Path) -> ModelConfig:
     path = Path(directory) / CONFIG_NAME
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found; is {directory} a saved mlilt model?")
-    values = json.loads(path.read_text())
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DamagedFileError(path, f"not JSON: {_reason(err)}") from err
     for derived in ("resolved_strategy", "mlilt_version", "trainable"):
         values.pop(derived, None)
     return ModelConfig.from_dict(values)
@@ -220,10 +277,18 @@ def atomic_write(path: Path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, _new_file_mode())  # mkstemp's 0600 would keep others from reading what they were sent
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _new_file_mode() -> int:
+    """The mode ``open()`` gives a new file: 0666 less the umask (0644 under the usual 022)."""
+    umask = os.umask(0o022)  # the portable way to read it; set back at once
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _version() -> str:

@@ -23,6 +23,7 @@ import html
 import io
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -102,13 +103,18 @@ class Index:
 
     # ---- storage -------------------------------------------------------------------------------
     def _read(self) -> None:
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
 
-        with safe_open(str(self.store), "pt") as f:
-            meta = json.loads(f.metadata()["index"])
-            if meta.get("key") != self.key:  # another model or transform: start afresh
-                return
-            self.embeds = f.get_tensor("embeds")
+        try:
+            with safe_open(str(self.store), "pt") as f:
+                meta = json.loads(f.metadata()["index"])
+                if meta.get("key") != self.key:  # another model or transform: start afresh
+                    return
+                self.embeds = f.get_tensor("embeds")
+        except (SafetensorError, KeyError, TypeError, json.JSONDecodeError) as err:
+            # The index is a cache: a truncated or foreign file costs one re-embedding, not the search.
+            warnings.warn(f"{self.store}: unreadable search index ({str(err).splitlines()[0]}); embedding again")
+            return
         self.paths, self.stamps = meta["paths"], meta["stamps"]
 
     def save(self) -> None:

@@ -9,6 +9,8 @@ No torch here (the report imports this): everything drawn comes from file paths,
 from __future__ import annotations
 
 import functools
+import unicodedata
+import warnings
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
@@ -49,13 +51,46 @@ def _charmap(path: str) -> frozenset[int]:
         return frozenset()
 
 
+def _draws_boxes(path: str) -> bool:
+    # matplotlib's Last Resort font "has" every character, as a box showing its block: that is no font for text.
+    return "lastresort" in Path(path).name.lower()
+
+
 @functools.lru_cache(maxsize=512)
 def font_for(text: str, size: int) -> ImageFont.FreeTypeFont:
-    """The first installed font that has every glyph of ``text`` (Korean, Chinese need e.g. Noto CJK)."""
+    """The first installed font that has every glyph of ``text`` (Korean, Chinese need e.g. Noto CJK);
+    else the one with the most, with a warning naming the scripts no font has (``_write`` draws them as ?)."""
     needed = {ord(c) for c in text if not c.isspace()}
-    files = _font_files()
-    path = next((f for f in files if needed <= _charmap(f)), files[0])
+    files = [f for f in _font_files() if not _draws_boxes(f)]
+    path = next((f for f in files if needed <= _charmap(f)), None)
+    if path is None:
+        path = max(files, key=lambda f: len(needed & _charmap(f)))  # the first of equals: DejaVu Sans
+        _warn_no_font(needed - _charmap(path))
     return ImageFont.truetype(path, size)
+
+
+_warned_scripts: set[str] = set()
+
+
+def _script(codepoint: int) -> str:
+    """The first word of the character's Unicode name (ADLAM, HANGUL, CJK …), or U+XXXX when it has none."""
+    name = unicodedata.name(chr(codepoint), "")
+    return name.split()[0] if name else f"U+{codepoint:04X}"
+
+
+def _warn_no_font(missing: set[int]) -> None:
+    scripts = sorted({_script(c) for c in missing} - _warned_scripts)
+    if scripts:
+        _warned_scripts.update(scripts)
+        warnings.warn(f"no installed font draws {', '.join(scripts)} (e.g. U+{min(missing):04X}); those characters "
+                      "are drawn as '?': install a font that covers them (Debian: fonts-noto, fonts-noto-cjk)",
+                      stacklevel=3)
+
+
+def _drawable(text: str, font: ImageFont.FreeTypeFont) -> str:
+    """``text`` with the characters its font lacks as '?' (a box per character would say nothing)."""
+    have = _charmap(font.path)
+    return "".join(c if c.isspace() or ord(c) in have else "?" for c in text)
 
 
 def _fit(text: str, font: ImageFont.FreeTypeFont, width: int) -> str:
@@ -69,7 +104,7 @@ def _fit(text: str, font: ImageFont.FreeTypeFont, width: int) -> str:
 
 def _write(draw: ImageDraw.ImageDraw, xy: tuple[int, int], text: str, size: int, width: int, fill=INK) -> None:
     font = font_for(text, size)
-    draw.text(xy, _fit(text, font, width), font=font, fill=fill)
+    draw.text(xy, _fit(_drawable(text, font), font, width), font=font, fill=fill)
 
 
 # --------------------------------------------------------------------------------------------- thumbnails

@@ -117,12 +117,15 @@ def check_pairs(source: str | os.PathLike, format: str = "auto", image_root: str
         root = os.path.abspath(os.path.expanduser(os.fspath(image_root))) if image_root \
             else pairs.default_image_root(source)
         references: dict[str, list[str]] = {}
+        order: dict[str, int] = {}  # each location's place in the file
 
         def malformed(err: pairs.ManifestError) -> None:
+            order.setdefault(err.location, len(order))
             report.problems.append(Problem(err.location, MALFORMED, err.reason))
 
         try:
             for record in pairs.iter_manifest(source, fmt, split, on_error=malformed):
+                order.setdefault(record.location, len(order))
                 report.captions += 1
                 if not record.caption:
                     report.problems.append(Problem(record.location, EMPTY_CAPTION, ""))
@@ -131,15 +134,17 @@ def check_pairs(source: str | os.PathLike, format: str = "auto", image_root: str
             malformed(err)
         report.images = len(references)
         _check_files(report, references, decode, workers, progress)
+        _in_file_order(report, order)
         return report
 
     # datasets-backed formats: rows are the locations; embedded images are checked as they stream by.
     ds = pairs.load_pairs(source, fmt, image_root, split, decode=False)
-    references = {}
+    references, order = {}, {}
     with _progress(None, "checking rows", progress) as bar:
         for row, record in enumerate(ds):
             bar.update()
             location = f"{source}: row {row} (image_id {record['image_id']})"
+            order[location] = row
             report.captions += 1
             if not record["caption"]:
                 report.problems.append(Problem(location, EMPTY_CAPTION, ""))
@@ -152,7 +157,14 @@ def check_pairs(source: str | os.PathLike, format: str = "auto", image_root: str
                 _add(report, location, verdict, (image or {}).get("path") or "<embedded image>")
     report.images += len(references)
     _check_files(report, references, decode, workers, progress)
+    _in_file_order(report, order)
     return report
+
+
+def _in_file_order(report: CheckReport, order: dict[str, int]) -> None:
+    """Problems by their place in the source: image files are checked after every record was read."""
+    # Stable: the problems of one record keep the order they were found in (caption before image).
+    report.problems.sort(key=lambda problem: order.get(problem.location, len(order)))
 
 
 def add_subparser(data_subparsers) -> argparse.ArgumentParser:

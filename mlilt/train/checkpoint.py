@@ -21,10 +21,14 @@ resuming, so the last step writes only ``model/``: a finished run keeps no optim
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
-from mlilt.model import CHECKPOINTS_DIR, FINAL_MODEL_DIR, WEIGHTS_NAME, DualEncoder
+from mlilt.model import (CHECKPOINTS_DIR, FINAL_MODEL_DIR, WEIGHTS_NAME, DamagedFileError, DualEncoder,
+                         read_trained_state)
+
+logger = logging.getLogger(__name__)
 
 TRAINER_STATE_NAME = "trainer_state.json"
 ACCELERATE_STATE_DIR = "state"
@@ -98,16 +102,31 @@ def save_checkpoint(accelerator, model: DualEncoder, run_dir: str | Path, step: 
 
 def load_checkpoint(accelerator, model: DualEncoder, path: str | Path) -> dict:
     """Restore the trained parameters, optimizer, schedulers and RNG from ``path``; return its trainer state."""
-    from safetensors.torch import load_file
-
     path = Path(path)
-    model.load_trained_state_dict(load_file(path / WEIGHTS_NAME), source=str(path / WEIGHTS_NAME))
+    # A damaged file raises before anything is restored, so that the caller can try an older checkpoint.
+    model.load_trained_state_dict(read_trained_state(path / WEIGHTS_NAME), source=str(path / WEIGHTS_NAME))
     hook = accelerator.register_load_state_pre_hook(_skip_model_weights_on_load)
     try:
         accelerator.load_state(str(path / ACCELERATE_STATE_DIR))
     finally:
         hook.remove()
     return json.loads((path / TRAINER_STATE_NAME).read_text())
+
+
+def load_latest_checkpoint(accelerator, model: DualEncoder, run_dir: str | Path) -> tuple[Path, dict]:
+    """``load_checkpoint`` of the newest checkpoint whose trained state reads; a damaged one is skipped, saying so."""
+    found = [path for _, path in list_checkpoints(run_dir)]
+    for i in reversed(range(len(found))):
+        try:
+            return found[i], load_checkpoint(accelerator, model, found[i])
+        except DamagedFileError as err:
+            if i == 0:
+                raise ValueError(f"{err.path}: damaged ({err.reason}), and no earlier checkpoint of {run_dir} "
+                                 "reads; train again in a new --run_dir") from err
+            if accelerator.is_main_process:
+                logger.warning("%s: damaged (%s); resuming from the previous checkpoint, %s",
+                               err.path, err.reason, found[i - 1].name)
+    raise FileNotFoundError(f"{run_dir}: no checkpoint to resume from")
 
 
 def save_final_model(accelerator, model: DualEncoder, run_dir: str | Path, state: dict) -> Path:

@@ -34,7 +34,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mlilt.model import CONFIG_NAME, FINAL_MODEL_DIR, DualEncoder, build_model
+from mlilt.model import (CONFIG_NAME, FINAL_MODEL_DIR, WEIGHTS_NAME, DamagedFileError, DualEncoder, build_model,
+                         check_trained_file)
 from mlilt.train import checkpoint
 from mlilt.train.batches import IndexedBatches, StreamedBatches, mixed_seed
 from mlilt.train.config import RUN_CONFIG_NAME, TrainConfig, save_yaml
@@ -296,8 +297,15 @@ def train(config: TrainConfig) -> Path:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     run_dir = Path(config.run_dir)
     if config.resume and (run_dir / FINAL_MODEL_DIR / CONFIG_NAME).is_file():
-        logger.warning("%s has finished (its %s/ is written): nothing to resume", run_dir, FINAL_MODEL_DIR)
-        return run_dir
+        try:
+            check_trained_file(run_dir / FINAL_MODEL_DIR / WEIGHTS_NAME)
+            logger.warning("%s has finished (its %s/ is written): nothing to resume", run_dir, FINAL_MODEL_DIR)
+            return run_dir
+        except DamagedFileError as err:
+            if not checkpoint.list_checkpoints(run_dir):
+                raise
+            logger.warning("%s: damaged (%s); resuming from the last checkpoint to write it again",
+                           err.path, err.reason)
     accelerator = Accelerator(mixed_precision=config.mixed_precision, log_with=_trackers(config),
                               project_dir=str(run_dir), step_scheduler_with_optimizer=False,
                               kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)])
@@ -329,7 +337,7 @@ def train(config: TrainConfig) -> Path:
 
     step, skipped, saved = 0, 0, None
     if resume_from is not None:
-        saved = checkpoint.load_checkpoint(accelerator, model, resume_from)  # RNG included
+        resume_from, saved = checkpoint.load_latest_checkpoint(accelerator, model, run_dir)  # RNG included
         if saved.get("batch_size", config.batch_size) != config.batch_size:
             raise ValueError(f"config field batch_size: {config.batch_size}, but {resume_from} was trained with "
                              f"{saved['batch_size']}; the data position of a resumed run depends on it")
