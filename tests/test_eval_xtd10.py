@@ -12,12 +12,14 @@ import yaml
 from PIL import Image
 
 import mlilt
+from conftest import SHARED
 from mlilt import DualEncoder, build_model
 from mlilt.evaluation import sets as sets_module
-from mlilt.evaluation.cli import add_eval_parser, add_xtd10_parser
+from mlilt.evaluation.sets import install as install_module
+from mlilt.evaluation.cli import add_eval_parser, add_install_parsers
 from mlilt.evaluation.sets import EvalSetError, load_eval_set, read_lines
 
-XTD10 = Path(__file__).resolve().parents[1].parent / "shared" / "xtd10"
+XTD10 = SHARED / "xtd10"
 LANGS = ["en", "es", "it", "ko", "pl", "ru", "tr", "zh"]
 pytestmark = pytest.mark.skipif(not (XTD10 / "test_image_names.txt").is_file(), reason=f"no XTD10 files in {XTD10}")
 
@@ -26,7 +28,7 @@ def mlilt_cli(*argv: str) -> int:
     parser = argparse.ArgumentParser(prog="mlilt")
     sub = parser.add_subparsers(dest="command", required=True)
     add_eval_parser(sub)
-    add_xtd10_parser(sub.add_parser("data").add_subparsers(dest="data_command", required=True))
+    add_install_parsers(sub.add_parser("data").add_subparsers(dest="data_command", required=True))
     args = parser.parse_args([str(a) for a in argv])
     return args.func(args)
 
@@ -244,7 +246,7 @@ def test_data_xtd10_download_up_to_the_network(tmp_path, home, monkeypatch, caps
         requested.append(url)
         return (XTD10 / url.rsplit("/", 1)[-1]).read_bytes()
 
-    monkeypatch.setattr(sets_module, "fetch_url", fake_fetch)
+    monkeypatch.setattr(install_module, "fetch_url", fake_fetch)
     assert mlilt_cli("data", "xtd10", "--download") == 0
     dest = home / "data" / "xtd10"
     assert sorted(p.name for p in dest.iterdir()) == sorted(spec["source"]["files"])
@@ -254,7 +256,7 @@ def test_data_xtd10_download_up_to_the_network(tmp_path, home, monkeypatch, caps
     assert "noncommercial" in capsys.readouterr().out
 
     # A corrupted download is refused.
-    monkeypatch.setattr(sets_module, "fetch_url", lambda url, timeout=60.0: b"not the file")
+    monkeypatch.setattr(install_module, "fetch_url", lambda url, timeout=60.0: b"not the file")
     with pytest.raises(EvalSetError, match="sha256"):
         mlilt_cli("data", "xtd10", "--download", "--data-dir", tmp_path / "bad")
     assert hashlib.sha256((dest / "LICENSE.md").read_bytes()).hexdigest() == \
