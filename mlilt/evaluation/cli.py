@@ -40,6 +40,7 @@ def _langs(value: str | None) -> list[str] | None:
 
 def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``mlilt eval``."""
+    from mlilt.evaluation.sets import POOLS
     from mlilt.strategies import PRESETS
 
     p = subparsers.add_parser(
@@ -72,7 +73,12 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
                                         "noto | twemoji | openmoji, each also printed; default: the set's first).")
     ret.add_argument("--data-dir", help="Folder of the set's files (default: $MLILT_HOME/data/<set>).")
     ret.add_argument("--image-root", help="Image folder (xtd10: COCO 2014 with train2014/ and val2014/).")
-    ret.add_argument("--langs", help="Comma-separated languages (default: every language of the set).")
+    ret.add_argument("--langs", help="Comma-separated languages in any form (sw, swh_Latn, SW, zh-Hant), 'all' "
+                                     "or a resource tier (tier0 ... tier5); default: every language of the set.")
+    ret.add_argument("--pool", choices=POOLS, default=None,
+                     help="When some languages lack captions for some images: score every language on the "
+                          "images they all have (shared; the default unless the set says otherwise) or each "
+                          "on all it has (own).")
     ret.add_argument("--captions", action="append", metavar="LANG=PATH",
                      help="A line-aligned caption file for a language (adds or replaces it); repeatable.")
     ret.add_argument("--probe", action=argparse.BooleanOptionalAction, default=True,
@@ -185,6 +191,9 @@ def run_eval(args) -> int:
                       if args.eval_set != "xtd10" else " (the default; --eval-set chooses another)"), file=sys.stderr)
         eval_set = load_eval_set(args.eval_set, data_dir=args.data_dir, image_root=args.image_root,
                                  captions=_key_values(args.captions, "--captions"))
+        protocol = eval_set.check_protocol(args.protocol)
+        for part in eval_set.protocol_parts(protocol) or [protocol]:  # before the model takes seconds to load
+            eval_set.select_languages(_langs(args.langs), part)
         loaded = _load(args)
         source = None
         if args.train_data:
@@ -192,7 +201,7 @@ def run_eval(args) -> int:
                       "image_root": args.train_image_root, "split": "train"}
         result = harness.evaluate_retrieval(loaded, eval_set, args.protocol, _langs(args.langs), opts=opts,
                                             probe=args.probe, exclude_overlap=args.exclude_overlap,
-                                            train_source=source, quiet=args.quiet)
+                                            train_source=source, quiet=args.quiet, pool=args.pool)
         name = f"{eval_set.name}_{result['protocol']}"
         table = harness.format_table(result)
     out = Path(args.out) if args.out else harness.default_result_path(loaded, name)

@@ -51,11 +51,23 @@ class Captions:
 
 
 def check_language_code(code: str, where: str = "") -> str:
-    """``code`` if it looks like an ISO 639-1/-3 code (optionally with a subtag), else an error."""
-    if not LANGUAGE_CODE.match(code or ""):
-        raise EvalSetError(f"{where + ': ' if where else ''}{code!r} is not a language code "
-                           "(expected an ISO 639-1/-3 code such as 'sw' or 'fil', optionally with a subtag: 'zh-Hans')")
+    """``code`` if it names a language (ISO 639-1/-3, BCP-47, FLORES-200, CLDR; any case), else an error."""
+    from mlilt.evaluation.languages import LanguageError, canonical
+
+    try:
+        canonical(code)
+    except LanguageError as err:
+        raise EvalSetError(f"{where + ': ' if where else ''}{err}") from None
     return code
+
+
+def is_language_code(code: str) -> bool:
+    """Whether ``code`` names a language (a file ``eng_captions.txt`` beside ``eng_Latn.txt`` does not)."""
+    try:
+        check_language_code(code)
+    except EvalSetError:
+        return False
+    return True
 
 
 def read_text(path: str | os.PathLike) -> str:
@@ -203,19 +215,28 @@ class EvalSet:
         """The codes of the languages the set has captions in (for ``protocol``; default: the default one)."""
         raise NotImplementedError
 
-    def select_languages(self, requested: list[str] | None, protocol: str | None = None) -> list[str]:
-        """``requested`` checked against what the set has (default: all of them)."""
+    def select_languages(self, requested: list[str] | None, protocol: str | None = None) -> dict[str, str]:
+        """``{canonical tag: the set's code}`` of the requested languages (default ``all``; codes in any
+        form, ``all``, tier keywords such as ``tier0``), checked against what the set has."""
+        from mlilt.evaluation.languages import LanguageError, canonical, resolve
+
         available = self.languages(protocol)
-        if not requested:
-            if not available:
-                raise EvalSetError(f"{self.name}: no caption files found{self._where()}")
-            return available
-        for code in requested:
-            check_language_code(code, f"{self.name} --langs")
-            if code not in available:
-                raise EvalSetError(f"{self.name}: no captions for language {code!r}{self._where()}; "
-                                   f"available: {', '.join(available) or 'none'}{self._how_to_add(code)}")
-        return list(dict.fromkeys(requested))
+        if not available:
+            raise EvalSetError(f"{self.name}: no caption files found{self._where()}")
+        where = f"{self.name}{self._where()}"
+        try:
+            return resolve(requested or ["all"], available, where=where)
+        except LanguageError as err:
+            for request in requested or ():  # the request that failed: a language the set lacks gets the how-to-add
+                try:
+                    resolve([request], available, where=where)
+                except LanguageError:
+                    try:
+                        canonical(request)
+                    except LanguageError:
+                        break
+                    raise EvalSetError(f"{err}{self._how_to_add(request)}") from None
+            raise EvalSetError(f"{self.name} --langs: {err}") from None
 
     def images(self, protocol: str | None = None) -> list[EvalImage]:
         raise NotImplementedError

@@ -19,8 +19,9 @@ import os
 import warnings
 from pathlib import Path
 
-from mlilt.evaluation.sets.base import (LANGUAGE_CODE, MISSING_CAPTION, Captions, EvalImage, EvalSet, EvalSetError,
-                                        check_language_code, check_pool, default_data_dir, install_hint, read_lines)
+from mlilt.evaluation.sets.base import (MISSING_CAPTION, Captions, EvalImage, EvalSet, EvalSetError,
+                                        check_language_code, check_pool, default_data_dir, install_hint, is_language_code,
+                                        read_lines)
 
 
 def normalise_spec(spec: dict) -> dict:
@@ -138,7 +139,7 @@ class LineAlignedSet(EvalSet):
         for path in sorted(self.data_dir.glob(pattern.replace("{lang}", "*"))):
             relative = path.relative_to(self.data_dir).as_posix()
             code = relative[len(head):len(relative) - len(tail)] if tail else relative[len(head):]
-            if LANGUAGE_CODE.match(code) and code not in self.spec.get("not_languages", ()):
+            if is_language_code(code):
                 found.append(code)
         ordered = [lang for lang in self.spec["languages"] if lang in found]
         ordered += [lang for lang in found if lang not in ordered]
