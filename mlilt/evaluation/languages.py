@@ -49,6 +49,7 @@ def canonical(code: str) -> str:
     return lang.to_tag()
 
 
+@lru_cache(maxsize=None)
 def english_name(code: str) -> str:
     """The English name of CODE's language ('sw' -> 'Swahili', 'zh-Hant' -> 'Chinese (Traditional)')."""
     return langcodes.Language.get(canonical(code)).display_name("en")
