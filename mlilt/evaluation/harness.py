@@ -29,6 +29,8 @@ How it runs:
   encoder knows -- so the probe measures how much of that a strategy kept (a locked tower scores
   exactly its base model). It needs a parallel set (line-aligned captions) with English.
 * **Ties** in the scores count against the query (``mlilt.evaluation.retrieval``).
+* Result files (averaging, merging with an earlier result, writing, the printed table) are
+  ``mlilt.evaluation.results``.
 """
 
 from __future__ import annotations
@@ -48,8 +50,13 @@ import torch
 import torch.nn.functional as F
 
 from mlilt.evaluation import gallery
+# Callers import these from here too (mlilt eval, the recipes); they live with the result files.
+from mlilt.evaluation.results import average_results, format_table, merge_previous, write_result  # noqa: F401
 from mlilt.evaluation.retrieval import DEFAULT_CHUNK_SIZE, retrieval_recall
+from mlilt.evaluation.languages import canonical
+from mlilt.evaluation.languages import info as language_info
 from mlilt.evaluation.sets import Captions, EvalImage, EvalSet
+from mlilt.evaluation.sets.base import check_pool, is_language_code
 from mlilt.paths import mlilt_home
 
 PRECISIONS = ("auto", "bf16", "fp32")
@@ -383,9 +390,13 @@ def _say(message: str, quiet: bool = False) -> None:
 def evaluate_retrieval(loaded: LoadedModel, eval_set: EvalSet, protocol: str | None = None,
                        langs: list[str] | None = None, *, opts: EncodeOptions | None = None,
                        probe: bool = True, exclude_overlap: bool = False,
-                       train_source: dict | None = None, quiet: bool = False) -> dict:
+                       train_source: dict | None = None, quiet: bool = False, pool: str | None = None) -> dict:
     """Recall@1/5/10 per language (and the text probe) of a model on a set's protocol, as a result dict.
 
+    ``langs``: codes in any form the set's files can be named by (``sw``, ``swh_Latn``, ``RU``), ``all``
+    or tier keywords (``mlilt.evaluation.languages.resolve``); results are keyed by canonical tag.
+    ``pool``: ``shared`` scores every language on the images all of them have captions for (the same
+    images for all), ``own`` each on all it has; default: what the set says (``shared`` unless told).
     ``train_source`` (``{"train_data", "train_format", "image_root", "split"}``) defaults to what the
     run recorded it was trained on; the leakage check reads it.
     """
@@ -401,20 +412,25 @@ def evaluate_retrieval(loaded: LoadedModel, eval_set: EvalSet, protocol: str | N
             _say(f"{eval_set.name}/{part}", quiet)
             results[part] = evaluate_retrieval(loaded, eval_set, part, langs, opts=opts, probe=probe,
                                                exclude_overlap=exclude_overlap, train_source=train_source,
-                                               quiet=quiet)
+                                               quiet=quiet, pool=pool)
         return average_results(protocol, results)
-    langs = eval_set.select_languages(langs)
+    selected = eval_set.select_languages(langs, protocol)  # {tag: the set's code}
+    order = {code: i for i, code in enumerate(eval_set.languages(protocol))}
+    selected = dict(sorted(selected.items(), key=lambda item: order[item[1]]))  # the set's order, as reports show it
+    pool = check_pool(pool, "pool") or eval_set.pool(protocol)
     # Read (and check) every caption file before the expensive image pass.
-    captions = {lang: eval_set.captions(lang, protocol) for lang in langs}
+    captions = {tag: eval_set.captions(code, protocol) for tag, code in selected.items()}
     notes = list(loaded.notes)
+    english = next((code for code in eval_set.languages(protocol) if is_language_code(code)
+                    and canonical(code) == PROBE_LANG), None)
     if probe and not eval_set.parallel:
         probe = False
         notes.append("text probe skipped: the set's captions are not parallel across languages")
-    elif probe and PROBE_LANG not in eval_set.languages():
+    elif probe and english is None:
         probe = False
         notes.append(f"text probe skipped: the set has no {PROBE_LANG!r} captions to pair with")
     if probe and PROBE_LANG not in captions:
-        captions[PROBE_LANG] = eval_set.captions(PROBE_LANG, protocol)
+        captions[PROBE_LANG] = eval_set.captions(english, protocol)
     images = eval_set.images(protocol)
 
     overlap, why = _leakage(images, train_source, opts.progress and not quiet)
@@ -434,6 +450,10 @@ def evaluate_retrieval(loaded: LoadedModel, eval_set: EvalSet, protocol: str | N
             raise ValueError(f"--exclude-overlap: every {eval_set.name}/{protocol} image occurs in the training data")
     kept_images = [images[i] for i in keep]
     check_image_files(kept_images, f"{eval_set.name}/{protocol}")
+    pool_images = shared_pool(captions, selected, keep) if pool == "shared" else keep
+    if not pool_images:
+        raise ValueError(f"{eval_set.name}/{protocol}: no image has a caption in every one of "
+                         f"{', '.join(selected)}; --pool own scores each language on the images it has")
 
     model = loaded.model.eval().to(opts.torch_device())
     cache = EmbeddingCache(enabled=opts.cache)
@@ -449,43 +469,53 @@ def evaluate_retrieval(loaded: LoadedModel, eval_set: EvalSet, protocol: str | N
     image_embeds = image_embeds["embeds"]
     image_seconds = time.perf_counter() - start
 
-    text_seconds, text_cache, texts, results, counts, scored = 0.0, {}, {}, {}, {}, {}
+    text_seconds, text_cache, texts, results, counts, scored, pooled = 0.0, {}, {}, {}, {}, {}, {}
+    position = {old: new for new, old in enumerate(keep)}
     for lang, caps in captions.items():
-        caps, used = _restrict(caps, keep)
+        caps, used = _restrict(caps, pool_images)
         if not caps.texts:
-            raise ValueError(f"{eval_set.name}/{protocol}: no {lang} captions left after excluding overlap")
+            raise ValueError(f"{eval_set.name}/{protocol}: no {lang} captions left in the pool "
+                             "(after excluding overlap and images without captions)")
+        pooled[lang] = (caps, used)
         start = time.perf_counter()
         parts = {"kind": "texts", "model": loaded.identity, "texts": sha_lines(caps.texts), "precision": precision}
         texts[lang], text_cache[lang] = cache.get_or_compute(
             parts, lambda: encode_texts(model, caps.texts, opts, pooled=True, desc=f"captions {lang}"))
         text_seconds += time.perf_counter() - start
-        if lang in langs:
-            position = {old: new for new, old in enumerate(keep)}
+        if lang in selected:
             rows = torch.tensor([position[i] for i in used])
             results[lang] = retrieval_recall(image_embeds[rows], texts[lang]["embeds"], caps.image_index,
                                              chunk_size=opts.chunk_size)
             counts[lang] = {"images": len(used), "captions": len(caps.texts)}
+            if captions[lang].missing:
+                counts[lang]["missing"] = captions[lang].missing
             names = [images[i].name for i in used]
             scored[lang] = gallery.Scored(caps.texts, [names[i] for i in caps.image_index], names,
                                           image_embeds[rows], texts[lang]["embeds"])
 
     text_probe = None
     if probe:
-        english = texts[PROBE_LANG]["pooled"]
-        aligned = torch.arange(len(english))
         text_probe = {}
-        for lang in langs:
+        for lang in selected:
             if lang == PROBE_LANG:
                 continue
-            r = retrieval_recall(english, texts[lang]["pooled"], aligned, ks=(1,), chunk_size=opts.chunk_size)
+            en_rows, x_rows = _paired_rows(pooled[PROBE_LANG], pooled[lang])
+            r = retrieval_recall(texts[PROBE_LANG]["pooled"][en_rows], texts[lang]["pooled"][x_rows],
+                                 torch.arange(len(en_rows)), ks=(1,), chunk_size=opts.chunk_size)
             text_probe[lang] = {"en->x@1": r["TR@1"], "x->en@1": r["IR@1"]}
 
+    set_info = eval_set.describe()
+    set_info["language_order"] = [canonical(code) for code in eval_set.languages(protocol) if is_language_code(code)]
     return {
         "mlilt_version": __version__, "task": "retrieval",
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "run": loaded.run, "model_key": cache_key(loaded.identity), "eval_set": eval_set.name,
-        "eval_set_info": eval_set.describe(), "protocol": protocol,
+        "eval_set_info": set_info, "protocol": protocol,
         "num_images": len(kept_images),
+        "pool": {"kind": pool, "images": len(pool_images) if pool == "shared" else
+                 len({i for lang in selected for i in pooled[lang][1]})},
+        "languages": {lang: {"code": code, **_language_facts(lang), "images": counts[lang]["images"]}
+                      for lang, code in selected.items()},
         "leakage": {"overlap": None if overlap is None else len(overlap), "excluded": bool(exclude_overlap and overlap),
                     "excluded_count": len(overlap) if exclude_overlap and overlap else 0,
                     "train_data": (train_source or {}).get("train_data")},
@@ -503,41 +533,28 @@ def evaluate_retrieval(loaded: LoadedModel, eval_set: EvalSet, protocol: str | N
     }
 
 
-def _mean_table(tables: list[dict]) -> dict:
-    """Per language and metric, the mean over ``tables`` (each ``{lang: {metric: value}}``)."""
-    return {lang: {key: sum(t[lang][key] for t in tables) / len(tables) for key in metrics}
-            for lang, metrics in tables[0].items()}
+def shared_pool(captions: dict[str, Captions], selected: dict[str, str], keep: list[int]) -> list[int]:
+    """The kept image positions that every selected language has a caption for, in order."""
+    have = set(keep)
+    for lang in selected:
+        have &= set(captions[lang].image_index)
+    return [i for i in keep if i in have]
 
 
-def average_results(protocol: str, parts: dict[str, dict]) -> dict:
-    """One result for ``protocol`` whose recalls and text probe are the mean of ``parts``' results.
+def _paired_rows(english: tuple[Captions, list[int]], other: tuple[Captions, list[int]]
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of the English and the other language's captions describing the same images, image by image."""
+    by_image = []
+    for caps, used in (english, other):
+        by_image.append({used[image]: row for row, image in enumerate(caps.image_index)})
+    both = [i for i in by_image[0] if i in by_image[1]]
+    return torch.tensor([by_image[0][i] for i in both]), torch.tensor([by_image[1][i] for i in both])
 
-    The parts' own numbers stay under ``protocols`` (per style, for emoji-XTD), so a report can show
-    either; ``results`` keeps the shape every reader of result files expects.
-    """
-    done = list(parts.values())
-    first = done[0]
-    leaks = [r.get("leakage") or {} for r in done]
-    overlaps = [leak.get("overlap") for leak in leaks]
-    out = dict(first)
-    out.update({
-        "protocol": protocol, "averaged_over": list(parts), "num_images": sum(r["num_images"] for r in done),
-        "results": _mean_table([r["results"] for r in done]),
-        "counts": {lang: {k: sum(r["counts"][lang][k] for r in done) for k in first["counts"][lang]}
-                   for lang in first["counts"]},
-        "leakage": {**leaks[0], "overlap": None if None in overlaps else sum(overlaps),
-                    "excluded": any(leak.get("excluded") for leak in leaks),
-                    "excluded_count": sum(leak.get("excluded_count", 0) for leak in leaks)},
-        "timings": {k: round(sum(r["timings"][k] for r in done), 3) for k in first["timings"]},
-        "cache": {"images": ", ".join(f"{name} {r['cache'].get('images')}" for name, r in parts.items()),
-                  "texts": {name: r["cache"].get("texts") for name, r in parts.items()}},
-        "notes": list(dict.fromkeys(n for r in done for n in r.get("notes", []))),
-        "protocols": {name: {k: r[k] for k in ("num_images", "results", "counts", "text_probe", "leakage")
-                             if k in r} for name, r in parts.items()},
-    })
-    if all(r.get("text_probe") for r in done):
-        out["text_probe"] = _mean_table([r["text_probe"] for r in done])
-    return out
+
+def _language_facts(tag: str) -> dict:
+    """Name, CC-100 size and resource tier of a language, as the result's ``languages`` records them."""
+    facts = language_info(tag)
+    return {"name": facts["name"], "cc100_gib": facts["cc100_gib"], "tier": facts["tier"]}
 
 
 def default_result_path(loaded: LoadedModel, name: str) -> Path:
@@ -546,101 +563,3 @@ def default_result_path(loaded: LoadedModel, name: str) -> Path:
         return loaded.run_dir / RESULT_DIR / f"{name}.json"
     label = loaded.run["name"].replace("/", "--") if loaded.run.get("path") else loaded.run["strategy"]
     return Path(RESULT_DIR) / f"{label}_{name}.json"
-
-
-def merge_previous(result: dict, path: str | os.PathLike) -> dict:
-    """Keep the languages of an earlier result at ``path`` that this run did not score.
-
-    Only when it scored the same model (``model_key``) on the same images with the same exclusion;
-    otherwise the new result replaces it. So ``--langs sw`` adds a row instead of dropping the others.
-    """
-    path = Path(path)
-    if not path.is_file():
-        return result
-    try:
-        old = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return result
-    same = all(old.get(k) == result.get(k) for k in ("task", "model_key", "eval_set", "protocol", "num_images")) \
-        and (old.get("leakage") or {}).get("excluded") == (result.get("leakage") or {}).get("excluded")
-    kept = [lang for lang in old.get("results", {}) if lang not in result["results"]] if same else []
-    if not kept:
-        return result
-    merged = dict(result)
-    for part in ("results", "counts", "text_probe"):
-        if part in old or part in result:
-            merged[part] = {**{k: v for k, v in (old.get(part) or {}).items() if k in kept},
-                            **(result.get(part) or {})}
-    if "gallery" in old and "gallery" in result:
-        merged["gallery"] = gallery.merge(old["gallery"], result["gallery"], kept)
-    if "protocols" in result:  # the per-style results keep their earlier languages too
-        merged["protocols"] = {
-            name: {**part, **{field: {**{k: v for k, v in ((old.get("protocols") or {}).get(name, {})
-                                                           .get(field) or {}).items() if k in kept},
-                                      **(part.get(field) or {})}
-                              for field in ("results", "counts", "text_probe") if field in part}}
-            for name, part in result["protocols"].items()}
-    merged["notes"] = list(result.get("notes", [])) + [
-        f"kept from the earlier result ({old.get('created')}): {', '.join(kept)}"]
-    return merged
-
-
-def write_result(result: dict, path: str | os.PathLike) -> Path:
-    """Write a result dict as indented JSON (atomically)."""
-    from mlilt.model import atomic_write
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(result, indent=2, ensure_ascii=False) + "\n"
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)  # a result is meant to be shared; the temporary file was private (0600)
-    return path
-
-
-def format_table(result: dict) -> str:
-    """A compact text table of a retrieval result: one row per language."""
-    run = result["run"]
-    head = (f"{result['eval_set']} / {result['protocol']}: {result['num_images']} images   "
-            f"model: {run.get('name')} ({run.get('strategy')}, {run.get('percent_trainable', 0):.2f}% trained)")
-    leak = result.get("leakage") or {}
-    if leak.get("overlap") is not None:
-        head += f"\ntraining overlap: {leak['overlap']} images" + (" (excluded)" if leak.get("excluded") else "")
-    probe = result.get("text_probe") or {}
-    columns = ["TR@1", "TR@5", "TR@10", "IR@1", "IR@5", "IR@10", "mean"]
-    lines = [head, f"{'lang':<6}" + "".join(f"{c:>7}" for c in columns) + ("   en->x@1 x->en@1" if probe else "")]
-    for lang, scores in result["results"].items():
-        row = f"{lang:<6}" + "".join(f"{scores[c]:>7.1f}" for c in columns)
-        if probe:
-            p = probe.get(lang)
-            row += f"   {p['en->x@1']:>7.1f} {p['x->en@1']:>7.1f}" if p else f"   {'-':>7} {'-':>7}"
-        lines.append(row)
-    if len(result["results"]) > 1:
-        avg = {c: sum(s[c] for s in result["results"].values()) / len(result["results"]) for c in columns}
-        lines.append(f"{'avg':<6}" + "".join(f"{avg[c]:>7.1f}" for c in columns))
-    lines += _protocols_table(result)
-    t = result.get("timings") or {}
-    lines.append(f"image encoding {t.get('image_encoding_s', 0):.1f} s ({result.get('cache', {}).get('images')}), "
-                 f"text encoding {t.get('text_encoding_s', 0):.1f} s")
-    lines += [f"note: {n}" for n in result.get("notes", [])]
-    return "\n".join(lines)
-
-
-def _protocols_table(result: dict) -> list[str]:
-    """Mean recall per language in each averaged protocol (emoji-XTD's styles), beside their mean."""
-    parts = result.get("protocols")
-    if not parts:
-        return []
-    names = list(parts) + [result["protocol"]]
-    tables = {**{name: part["results"] for name, part in parts.items()}, result["protocol"]: result["results"]}
-    width = max(9, *(len(n) + 2 for n in names))
-    lines = [f"mean recall per {'/'.join(parts)} (the table above is their mean, '{result['protocol']}')",
-             f"{'lang':<6}" + "".join(f"{n:>{width}}" for n in names)]
-    langs = list(result["results"])
-    for lang in langs:
-        lines.append(f"{lang:<6}" + "".join(f"{tables[n][lang]['mean']:>{width}.1f}" for n in names))
-    if len(langs) > 1:
-        lines.append(f"{'avg':<6}" + "".join(
-            f"{sum(tables[n][lang]['mean'] for lang in langs) / len(langs):>{width}.1f}" for n in names))
-    return lines
