@@ -269,7 +269,7 @@ def load_trained_file(directory):
     return load_file(str(directory / "trained.safetensors"))
 
 
-def test_unreadable_images_are_skipped_counted_and_logged(tiny_model_config, tmp_path):
+def test_unreadable_images_are_skipped_counted_and_logged(tiny_model_config, tmp_path, capsys, caplog):
     from mlilt.train import parse_args, train
     from mlilt.train.tracking import read_metrics
 
@@ -283,6 +283,10 @@ def test_unreadable_images_are_skipped_counted_and_logged(tiny_model_config, tmp
     assert all(math.isfinite(r["loss"]) for r in records)
     state = json.loads((run_dir / "model" / "trainer_state.json").read_text())
     assert state["skipped_images"] == 2
+    # The loader's warning says it comes from loading (a prefetched batch may never be trained on);
+    # the end of the run gives the count of the steps trained.
+    assert "loading data: skipping unreadable image" in caplog.text and "003.png" in caplog.text
+    assert "2 unreadable images were skipped in the 2 steps trained" in capsys.readouterr().err
 
 
 def test_streamed_shards_train_on_two_processes_and_resume(tiny_model_config, tmp_path):

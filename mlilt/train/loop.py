@@ -268,7 +268,8 @@ def diverged_message(run_dir: Path, step: int, in_a_row: int, config: TrainConfi
     last = checkpoint.latest_checkpoint(run_dir)
     where = (f"the last good checkpoint is {last} (step {int(last.name[5:])}): resume it with --resume and a "
              "lower --lr" if last is not None else
-             f"no checkpoint was written before it (save_every {config.save_every}): start again with a lower --lr")
+             f"no checkpoint was written before it (save_every {config.save_every}): start again with --resume "
+             "and a lower --lr")
     return (f"step {step}: the loss or gradient norm was not finite in {in_a_row} steps in a row "
             f"(max_nonfinite_steps {config.max_nonfinite_steps}), so the run stopped; {where}")
 
@@ -444,6 +445,8 @@ def train(config: TrainConfig) -> Path:
             checkpoint.remove_incomplete(run_dir)
         accelerator.wait_for_everyone()
         resume_from = checkpoint.latest_checkpoint(run_dir)
+        if resume_from is None and accelerator.is_main_process:
+            truncate_metrics(run_dir, 0)  # a start again (a run that stopped before its first checkpoint)
     elif checkpoint.list_checkpoints(run_dir) or (run_dir / FINAL_MODEL_DIR).exists():
         raise ValueError(f"run_dir {run_dir} already holds a run; pass --resume to continue it "
                          "or choose another --run_dir")
