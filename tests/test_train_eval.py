@@ -6,20 +6,12 @@ import math
 import pytest
 import torch
 from conftest import mlilt_eval, tiny_config
-from helpers_train import make_colour_pairs, recipe_config, write_yaml
+from helpers_train import colour_eval_manifest, make_colour_pairs, recipe_config, write_yaml
 
 from mlilt.train import checkpoint, parse_args, train
 from mlilt.train.tracking import read_metrics
 
 STEPS = 8  # 16 pairs, 4 per step: 4 steps per epoch, 2 epochs
-
-
-def colour_eval_manifest(manifest):
-    """The training pairs as an English evaluation manifest (image, caption, lang)."""
-    path = manifest.parent / "colours_val.jsonl"
-    rows = [dict(json.loads(line), lang="en") for line in manifest.read_text().splitlines()]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
 
 
 def trained_file(directory):
