@@ -55,6 +55,7 @@ def test_eval_every_logs_the_harness_scores_at_its_steps_epoch_ends_and_the_last
     final = evaluate_retrieval(load_for_eval(run_dir), load_eval_set(eval_set), langs=["en"],
                                opts=EncodeOptions(device="cpu", cache=False, progress=False), quiet=True)
     assert evals[-1]["eval/en/mean"] == pytest.approx(final["results"]["en"]["mean"])
+    assert (final["run"]["step"], final["run"]["checkpoint"]) == (STEPS, "model")
     # Evaluating draws nothing from the training RNG: the same run without it ends with the same weights.
     plain = train(parse_args(["--config", str(cfg), "--run_dir", str(tmp_path / "plain"), "--eval_every", "0"]))
     assert same_tensors(trained_file(run_dir / "model"), trained_file(plain / "model"))

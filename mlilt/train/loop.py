@@ -14,6 +14,7 @@ counted (``skipped_images``). Every ``eval_every`` steps the main process scores
 (``mlilt.train.validation``; ``keep_best`` keeps the best model in ``RUN_DIR/best/``). A step whose
 loss or gradient norm is not finite changes no weight (``nonfinite_steps``); ``max_nonfinite_steps``
 of them in a row stop the run (``Diverged``), naming the last checkpoint to resume with a lower lr.
+For tests, ``MLILT_TEST_NAN_AT_STEPS=3,4,5`` makes the loss non-finite at those steps.
 
     >>> from mlilt.train import TrainConfig, train
     >>> config = TrainConfig(train_data="pairs.jsonl", run_dir="runs/demo", batch_size=64, epochs=1)
@@ -512,7 +513,9 @@ def train(config: TrainConfig) -> Path:
             _on_nonfinite(accelerator, progress, run_dir, step, in_a_row, config)
         epoch_ended, epoch_seen = math.floor(data.epoch) > epoch_seen, max(epoch_seen, math.floor(data.epoch))
         if validator is not None and validator.due(step, epoch_ended, step == total_steps):
+            evaluating = time.perf_counter()
             _evaluate(accelerator, validator, model, step, progress)
+            window_start += time.perf_counter() - evaluating  # step_s and pairs_per_s time training only
         if step % config.save_every == 0 or step == total_steps:
             state = {"step": step, "total_steps": total_steps, "skipped_images": skipped, "processes": world,
                      "batch_size": config.batch_size, "nonfinite_steps": nonfinite}
