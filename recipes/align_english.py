@@ -15,8 +15,9 @@ every field is also a flag, by its dotted name, that overrides the file::
     python recipes/align_english.py --run_dir runs/clip --resume         # continue the latest checkpoint
     python recipes/align_english.py --help                                # every field, its default and meaning
 
-The run directory gets config.yaml, metrics.jsonl, checkpoints/step_XXXXXXXX/ and model/;
-``mlilt.load(RUN_DIR)`` loads the result.
+The run directory gets config.yaml, metrics.jsonl, checkpoints/step_XXXXXXXX/ and model/ (and best/ with
+``--keep_best en/mean``: the best of the evaluations made every ``--eval_every`` steps on the training data's
+validation split or ``--eval_set``); ``mlilt.load(RUN_DIR)`` loads the result.
 """
 
 import sys

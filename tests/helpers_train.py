@@ -36,6 +36,14 @@ def make_colour_pairs(directory: Path, n: int = 32) -> Path:
     return manifest
 
 
+def colour_eval_manifest(manifest: Path) -> Path:
+    """The pairs of ``make_colour_pairs`` as an English evaluation manifest (image, caption, lang)."""
+    path = manifest.parent / "colours_val.jsonl"
+    rows = [dict(json.loads(line), lang="en") for line in manifest.read_text().splitlines()]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
 def make_colour_shards(directory: Path, shards: int = 3, per_shard: int = 8) -> str:
     """Webdataset shards of solid-colour JPEGs (KEY.jpg + KEY.txt naming the colour); returns a brace pattern."""
     import io

@@ -10,7 +10,8 @@ import sys
 import pytest
 import torch
 import yaml
-from helpers_train import REPO, free_port, make_colour_pairs, recipe_command, recipe_config, run, write_yaml
+from helpers_train import (REPO, colour_eval_manifest, free_port, make_colour_pairs, recipe_command, recipe_config, run,
+                           write_yaml)
 
 import mlilt
 from mlilt.train.config import TrainConfig, load_yaml, parse_args, save_yaml
@@ -235,8 +236,11 @@ def test_two_process_loss_and_gradients_equal_one_process_on_the_concatenated_ba
 
 def test_recipe_trains_on_two_processes_with_accelerate_launch(tiny_model_config, tmp_path):
     manifest = make_colour_pairs(tmp_path / "data")
+    # Evaluated at each epoch's end (every 2 steps) on the main process while the other waits.
     cfg = write_yaml(tmp_path / "tiny.yaml", recipe_config(tiny_model_config("lilt_lwa"), manifest, batch_size=16,
-                                                           epochs=10, lr=2e-3, warmup_steps=2, save_every=10))
+                                                           epochs=10, lr=2e-3, warmup_steps=2, save_every=10,
+                                                           eval_set=str(colour_eval_manifest(manifest)),
+                                                           keep_best="mean"))
     run_dir = tmp_path / "run"
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
@@ -247,8 +251,12 @@ def test_recipe_trains_on_two_processes_with_accelerate_launch(tiny_model_config
 
     from mlilt.train.tracking import read_metrics
 
-    records = read_metrics(run_dir)
+    records = [r for r in read_metrics(run_dir) if "loss" in r]
     assert [r["step"] for r in records] == list(range(1, 21))  # 32 pairs / 16 per step x 10 epochs
+    evaluated = [r for r in read_metrics(run_dir) if "eval/mean" in r]
+    assert [r["step"] for r in evaluated] == list(range(2, 21, 2))
+    best = json.loads((run_dir / "best" / "trainer_state.json").read_text())
+    assert best["value"] == max(r["eval/mean"] for r in evaluated)
     losses = [r["loss"] for r in records]
     first, last = sum(losses[:4]) / 4, sum(losses[-4:]) / 4
     assert last < first - 0.1, losses
@@ -269,7 +277,7 @@ def load_trained_file(directory):
     return load_file(str(directory / "trained.safetensors"))
 
 
-def test_unreadable_images_are_skipped_counted_and_logged(tiny_model_config, tmp_path):
+def test_unreadable_images_are_skipped_counted_and_logged(tiny_model_config, tmp_path, capsys, caplog):
     from mlilt.train import parse_args, train
     from mlilt.train.tracking import read_metrics
 
@@ -283,6 +291,10 @@ def test_unreadable_images_are_skipped_counted_and_logged(tiny_model_config, tmp
     assert all(math.isfinite(r["loss"]) for r in records)
     state = json.loads((run_dir / "model" / "trainer_state.json").read_text())
     assert state["skipped_images"] == 2
+    # The loader's warning says it comes from loading (a prefetched batch may never be trained on);
+    # the end of the run gives the count of the steps trained.
+    assert "loading data: skipping unreadable image" in caplog.text and "003.png" in caplog.text
+    assert "2 unreadable images were skipped in the 2 steps trained" in capsys.readouterr().err
 
 
 def test_streamed_shards_train_on_two_processes_and_resume(tiny_model_config, tmp_path):

@@ -128,7 +128,9 @@ class PairCollator:
                 skipped += 1
                 if err.source not in self._warned:  # once per file: a bad file recurs every epoch
                     self._warned.add(err.source)
-                    logger.warning("skipping unreadable image %s", err)
+                    # The loader prefetches: this batch may never be trained on, so only the loop counts skips.
+                    logger.warning("loading data: skipping unreadable image %s (the run's end says how many were "
+                                   "skipped in the steps trained)", err)
                 continue
             captions.append(record["caption"])
         self.skipped += skipped

@@ -9,6 +9,7 @@
     mlilt eval runs/lilt_lwa --eval-set emoji-xtd                     # v2: every style and their mean
     mlilt eval runs/lilt_lwa --eval-set emoji-xtd-v1                  # the v1 set (Noto only)
     mlilt eval runs/lilt_lwa --eval-set my_pairs.jsonl
+    mlilt eval runs/lilt_lwa --checkpoints all                        # every checkpoint: eval/<set>_<protocol>_step<N>.json
     mlilt eval --preset frozen --text bert-base-multilingual-cased --vision deit_base_patch16_224 ...
     mlilt eval runs/lilt_lwa --task zeroshot --dataset data/pets --template de="ein Foto von {}"
 
@@ -96,6 +97,9 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     zs.add_argument("--templates", metavar="FILE", help='JSON templates file {"lang": ["... {} ...", ...]}.')
     run = p.add_argument_group("running")
     run.add_argument("--out", help="Result JSON (default RUN_DIR/eval/<set>_<protocol>.json).")
+    run.add_argument("--checkpoints", metavar="all|STEP,...",
+                     help="Score the run's saved checkpoints (checkpoints/step_* and model/), all or these steps, "
+                          "each into RUN_DIR/eval/<set>_<protocol>_step<N>.json (retrieval).")
     run.add_argument("--batch-size", type=int, default=64, help="Images per batch (default 64).")
     run.add_argument("--text-batch-size", type=int, default=256, help="Captions per batch (default 256).")
     run.add_argument("--workers", type=int, default=max(0, min(4, (os.cpu_count() or 1) - 1)),
@@ -194,11 +198,13 @@ def run_eval(args) -> int:
         protocol = eval_set.check_protocol(args.protocol)
         for part in eval_set.protocol_parts(protocol) or [protocol]:  # before the model takes seconds to load
             eval_set.select_languages(_langs(args.langs), part)
-        loaded = _load(args)
         source = None
         if args.train_data:
             source = {"train_data": args.train_data, "train_format": args.train_format,
                       "image_root": args.train_image_root, "split": "train"}
+        if args.checkpoints:
+            return _eval_checkpoints(args, eval_set, opts, source)
+        loaded = _load(args)
         result = harness.evaluate_retrieval(loaded, eval_set, args.protocol, _langs(args.langs), opts=opts,
                                             probe=args.probe, exclude_overlap=args.exclude_overlap,
                                             train_source=source, quiet=args.quiet, pool=args.pool)
@@ -226,6 +232,57 @@ def installable_sets() -> dict[str, dict]:
         if (spec.get("source") or {}).get("files"):
             found[name] = spec
     return found
+
+
+def saved_models(run: str | os.PathLike, which: str) -> list[tuple[int, Path]]:
+    """(step, model directory) of a run's checkpoints and final model: ``all`` or comma-separated steps."""
+    from mlilt.evaluation.harness import trained_step
+    from mlilt.model import CHECKPOINTS_DIR, CONFIG_NAME, FINAL_MODEL_DIR
+
+    run = Path(run)
+    found = {}
+    for path in [*(run / CHECKPOINTS_DIR).glob("step_*"), run / FINAL_MODEL_DIR]:
+        if (path / CONFIG_NAME).is_file():
+            step = trained_step(path)
+            if step is None and path.name[5:].isdigit():
+                step = int(path.name[5:])
+            if step is not None:
+                found[step] = path
+    if not found:
+        raise ValueError(f"--checkpoints: {run} holds no saved checkpoint ({CHECKPOINTS_DIR}/step_*/ or "
+                         f"{FINAL_MODEL_DIR}/ with their trainer_state.json)")
+    if which.strip() == "all":
+        return sorted(found.items())
+    try:
+        wanted = [int(x) for x in which.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"--checkpoints: expected 'all' or comma-separated steps, got {which!r}") from None
+    missing = [str(s) for s in wanted if s not in found]
+    if missing or not wanted:
+        raise ValueError(f"--checkpoints: no checkpoint of step {', '.join(missing) or repr(which)} in {run}; "
+                         f"saved: {', '.join(map(str, sorted(found)))}")
+    return [(s, found[s]) for s in sorted(set(wanted))]
+
+
+def _eval_checkpoints(args, eval_set, opts, source) -> int:
+    """``--checkpoints``: one retrieval result per saved model of the run, its step in the name and in run.step."""
+    from mlilt.evaluation import harness
+
+    if args.preset or args.out:
+        raise ValueError("--checkpoints scores a run's own checkpoints: give RUN, without --preset or --out")
+    chosen = saved_models(args.run, args.checkpoints)
+    for i, (step, path) in enumerate(chosen, 1):
+        print(f"mlilt eval: checkpoint {i}/{len(chosen)}: step {step} ({path})", file=sys.stderr)
+        loaded = harness.load_for_eval(path)
+        loaded.run["step"] = step
+        result = harness.evaluate_retrieval(loaded, eval_set, args.protocol, _langs(args.langs), opts=opts,
+                                            probe=args.probe, exclude_overlap=args.exclude_overlap,
+                                            train_source=source, quiet=args.quiet, pool=args.pool)
+        out = harness.default_result_path(loaded, f"{eval_set.name}_{result['protocol']}_step{step}")
+        harness.write_result(harness.merge_previous(result, out), out)
+        print(json.dumps(result, indent=2, ensure_ascii=False) if args.json else harness.format_table(result))
+        print(f"wrote {out}")
+    return 0
 
 
 def add_install_parsers(data_subparsers) -> None:

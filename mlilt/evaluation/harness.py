@@ -193,11 +193,23 @@ def load_for_eval(path: str | os.PathLike) -> LoadedModel:
                 "bases": [_base_fingerprint(cfg.text.name_or_path), _base_fingerprint(cfg.vision.weights)]}
     identity["model_config"].pop("mlilt_version", None)
     run = {"path": hub_id or str(run_dir.resolve()), "name": hub_id or run_dir.resolve().name,
-           "checkpoint": os.path.relpath(model_dir.resolve(), run_dir.resolve()),
+           "checkpoint": os.path.relpath(model_dir.resolve(), run_dir.resolve()), "step": trained_step(model_dir),
            **_model_facts(model, cfg), "seed": config.get("seed"),
            "train_data": source["train_data"] if source else None}
     # A hub snapshot is the HF cache's, not ours to write results into: they go to ./eval like a preset's.
     return LoadedModel(model, identity, run, run_dir=None if hub_id else run_dir, train_source=source)
+
+
+TRAINER_STATE = "trainer_state.json"  # mlilt.train.checkpoint's name; evaluation/ does not import train/
+
+
+def trained_step(model_dir: Path) -> int | None:
+    """The optimizer step a saved model was trained to (its trainer_state.json), or None (an exported model)."""
+    path = Path(model_dir) / TRAINER_STATE
+    try:
+        return int(json.loads(path.read_text())["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def load_preset(preset: str, text: str, vision: str, *, img_size: int | None = None,

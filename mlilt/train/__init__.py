@@ -6,6 +6,7 @@
     loop.py        the Accelerate loop: DDP, mixed precision, accumulation, clipping, logging
     checkpoint.py  atomic checkpoints of the trained part only, resume, the final model
     tracking.py    the metrics.jsonl tracker
+    validation.py  evaluation during training (mlilt eval's harness), the best model (RUN_DIR/best/)
 
     >>> from mlilt.train import parse_args, train
     >>> run_dir = train(parse_args(["--config", "recipes/configs/paper_mbert_deit.yaml"]))

@@ -7,6 +7,8 @@
                                                   per-process RNG, grad scaler -- model weights left out
     RUN_DIR/model/                                the final model (``mlilt.load(RUN_DIR)``) and its
                                                   trainer_state.json; no optimizer state
+    RUN_DIR/best/                                 the same for the best evaluation (``keep_best``), with
+                                                  its step, metric and value
 
 The frozen base weights are never written: they are rebuilt from the names in ``model_config.json``.
 Every directory is written under a temporary name and renamed when complete, so a killed run leaves
@@ -31,6 +33,7 @@ from mlilt.model import (CHECKPOINTS_DIR, FINAL_MODEL_DIR, WEIGHTS_NAME, Damaged
 logger = logging.getLogger(__name__)
 
 TRAINER_STATE_NAME = "trainer_state.json"
+BEST_MODEL_DIR = "best"  # the best evaluation's model (keep_best), beside FINAL_MODEL_DIR
 ACCELERATE_STATE_DIR = "state"
 _TMP_PREFIX = ".tmp-"
 
@@ -133,14 +136,25 @@ def save_final_model(accelerator, model: DualEncoder, run_dir: str | Path, state
     """``RUN_DIR/model/``: the trained model and its trainer state, written atomically (main process)."""
     final = Path(run_dir) / FINAL_MODEL_DIR
     if accelerator.is_main_process:
-        tmp = Path(run_dir) / f"{_TMP_PREFIX}{FINAL_MODEL_DIR}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        model.save_trained(tmp)
-        (tmp / TRAINER_STATE_NAME).write_text(json.dumps(state, indent=2))
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
+        save_model_dir(model, run_dir, FINAL_MODEL_DIR, state)
     accelerator.wait_for_everyone()
+    return final
+
+
+def save_model_dir(model: DualEncoder, run_dir: str | Path, name: str, state: dict) -> Path:
+    """``RUN_DIR/<name>/``: the trained part and ``state`` as trainer_state.json, replacing it atomically.
+
+    Call it on one process only. The old directory is removed just before the rename, so a kill leaves
+    either it or the new one (``remove_incomplete`` clears the temporary).
+    """
+    final = Path(run_dir) / name
+    tmp = Path(run_dir) / f"{_TMP_PREFIX}{name}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_trained(tmp)
+    (tmp / TRAINER_STATE_NAME).write_text(json.dumps(state, indent=2))
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
     return final
 
 

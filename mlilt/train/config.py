@@ -108,6 +108,21 @@ class TrainConfig:
     keep_checkpoints: int = field(default=3, metadata={"help": "Keep the last this many checkpoints (0: keep all)."})
     tensorboard: bool = field(default=True, metadata={
         "help": "Also log to TensorBoard when it is installed (metrics.jsonl is always written)."})
+    # ---- evaluation during training
+    eval_every: int = field(default=100, metadata={
+        "help": "Score eval_set every this many optimizer steps, at the end of each epoch and at the last step "
+                "(mlilt eval's harness, main process; logged as eval/<lang>/<metric>); 0: never."})
+    eval_set: str | None = field(default=None, metadata={
+        "help": "Set to score during training (a name, a set .yaml or a JSONL manifest); None: the training data's "
+                "validation split, <train_data>-val (emoji-xtd -> emoji-xtd-val), or no evaluation if it has none."})
+    eval_langs: str = field(default="en", metadata={"help": "Comma-separated languages of eval_set to score."})
+    keep_best: str | None = field(default=None, metadata={
+        "help": "Keep the model of the best evaluation by this metric in RUN_DIR/best/ (e.g. mean: over eval_langs, "
+                "en/mean, en/IR@1); None: keep none."})
+    # ---- divergence
+    max_nonfinite_steps: int = field(default=3, metadata={
+        "help": "A step whose loss or gradient norm is not finite is skipped (no update, counted); this many in a "
+                "row stop the run, naming the last good checkpoint to --resume from (with a lower --lr)."})
 
     def validate(self) -> None:
         """Raise ValueError naming the field for values that cannot work."""
@@ -125,6 +140,10 @@ class TrainConfig:
         need(self.warmup_steps >= 0, "warmup_steps", "must be >= 0")
         need(self.shuffle_buffer >= 0, "shuffle_buffer", "must be >= 0")
         need(self.keep_checkpoints >= 0, "keep_checkpoints", "must be >= 0")
+        need(self.eval_every >= 0, "eval_every", "must be >= 0 (0: no evaluation)")
+        need(self.max_nonfinite_steps >= 1, "max_nonfinite_steps", "must be >= 1")
+        need(self.keep_best is None or self.eval_every >= 1, "keep_best",
+             "needs evaluation during training (eval_every >= 1)")
         need(0 <= self.min_lr <= self.lr, "min_lr", "must be within [0, lr]")
         try:
             self.model.resolved_strategy()

@@ -10,7 +10,11 @@ warms up linearly, then follows a cosine to ``min_lr``. Data order and augmentat
 number of processes; a streamed source (webdataset shards; needs ``max_steps``) is shuffled through
 a buffer and resumes at the record it had reached, bit for bit too. Metrics go to
 ``RUN_DIR/metrics.jsonl`` (and TensorBoard when installed); unreadable images are skipped and
-counted (``skipped_images``).
+counted (``skipped_images``). Every ``eval_every`` steps the main process scores a validation set
+(``mlilt.train.validation``; ``keep_best`` keeps the best model in ``RUN_DIR/best/``). A step whose
+loss or gradient norm is not finite changes no weight (``nonfinite_steps``); ``max_nonfinite_steps``
+of them in a row stop the run (``Diverged``), naming the last checkpoint to resume with a lower lr.
+For tests, ``MLILT_TEST_NAN_AT_STEPS=3,4,5`` makes the loss non-finite at those steps.
 
     >>> from mlilt.train import TrainConfig, train
     >>> config = TrainConfig(train_data="pairs.jsonl", run_dir="runs/demo", batch_size=64, epochs=1)
@@ -27,6 +31,7 @@ import gc
 import logging
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +46,7 @@ from mlilt.train.batches import IndexedBatches, StreamedBatches, mixed_seed
 from mlilt.train.config import RUN_CONFIG_NAME, TrainConfig, save_yaml
 from mlilt.train.loss import contrastive_loss
 from mlilt.train.tracking import JsonlTracker, truncate_metrics
+from mlilt.train.validation import Validator
 
 logger = logging.getLogger(__name__)
 
@@ -102,11 +108,31 @@ class WarmupCosine:
         return value / self.lr if self.lr else 0.0
 
 
+def _schedule(config: TrainConfig, total_steps: int) -> WarmupCosine:
+    return WarmupCosine(config.lr, config.min_lr, min(config.warmup_lr, config.lr),
+                        min(config.warmup_steps, total_steps), total_steps)
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int):
     """LambdaLR over optimizer steps; its state (a step count) is checkpointed."""
-    schedule = WarmupCosine(config.lr, config.min_lr, min(config.warmup_lr, config.lr),
-                            min(config.warmup_steps, total_steps), total_steps)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config, total_steps))
+
+
+def apply_schedule(scheduler, config: TrainConfig, total_steps: int) -> float:
+    """Put this config's schedule into a scheduler loaded from a checkpoint, at the step it reached; returns the lr.
+
+    LambdaLR's state holds the checkpointed run's rates (its base lrs and the WarmupCosine's fields),
+    and the optimizer's its last lr: a run resumed with another ``lr`` (after a divergence, say) would
+    go on at the old one. With the same config this changes nothing.
+    """
+    groups = scheduler.optimizer.param_groups
+    scheduler.lr_lambdas = [_schedule(config, total_steps) for _ in groups]
+    scheduler.base_lrs = [config.lr for _ in groups]
+    rates = [base * f(scheduler.last_epoch) for base, f in zip(scheduler.base_lrs, scheduler.lr_lambdas)]
+    for group, lr in zip(groups, rates):
+        group["lr"], group["initial_lr"] = lr, config.lr
+    scheduler._last_lr = rates
+    return rates[0]
 
 
 def cast_frozen_matmul_weights(model: nn.Module, dtype: torch.dtype) -> int:
@@ -187,11 +213,11 @@ def _agree_present(accelerator, micro_batches: list[dict | None]) -> list[bool]:
     return present.bool().tolist()
 
 
-def training_step(t: Training, micro_batches: list[dict | None], *, want_grad_norm: bool = False) -> dict:
+def training_step(t: Training, micro_batches: list[dict | None]) -> dict:
     """Forward, backward and one optimizer step over ``micro_batches`` (gradient accumulation).
 
-    Returns ``loss`` (mean over micro-batches, this process), ``lr`` used, ``grad_norm`` (if clipped or
-    asked for) and ``used`` (micro-batches every process had).
+    Returns ``loss`` (mean over micro-batches, this process), ``lr`` used, ``grad_norm``, ``used``
+    (micro-batches every process had) and ``nonfinite`` (the step was skipped: ``step_is_finite``).
     """
     acc, cfg = t.accelerator, t.config
     present = _agree_present(acc, micro_batches)
@@ -207,16 +233,75 @@ def training_step(t: Training, micro_batches: list[dict | None], *, want_grad_no
             loss = contrastive_loss(image, text, scale, local_loss=cfg.local_loss)
             acc.backward(loss / len(batches))
         losses.append(loss.detach())
-    grad_norm = None
+    grad_norm, finite = None, True
     if batches:
-        if cfg.max_grad_norm is not None or want_grad_norm:
-            grad_norm = acc.clip_grad_norm_(t.params, cfg.max_grad_norm if cfg.max_grad_norm is not None
-                                            else float("inf"))
-        t.optimizer.step()
-    t.scheduler.step()
+        grad_norm = acc.clip_grad_norm_(t.params, cfg.max_grad_norm if cfg.max_grad_norm is not None
+                                        else float("inf"))
+        finite = step_is_finite(acc, losses, grad_norm)
+        if finite or acc.scaler is not None:  # fp16: the grad scaler skips a non-finite step itself
+            t.optimizer.step()
+    t.scheduler.step()  # a skipped step still moves the schedule on, as its batch was consumed
     t.optimizer.zero_grad(set_to_none=True)
     loss = torch.stack(losses).mean() if losses else torch.tensor(float("nan"), device=acc.device)
-    return {"loss": loss, "lr": lr, "grad_norm": grad_norm, "used": len(batches)}
+    return {"loss": loss, "lr": lr, "grad_norm": grad_norm, "used": len(batches), "nonfinite": not finite}
+
+
+def step_is_finite(accelerator, losses: list[torch.Tensor], grad_norm: torch.Tensor) -> bool:
+    """Whether every process's loss and the gradient norm are finite (every process gets the same answer).
+
+    Under fp16 an infinite gradient is the grad scaler's business (it skips the step and lowers the
+    scale, often several times in a row at the start), so only the loss counts there.
+    """
+    bad = ~torch.isfinite(torch.stack(losses)).all()
+    if accelerator.scaler is None:
+        bad = bad | ~torch.isfinite(torch.as_tensor(grad_norm, device=bad.device)).all()
+    flag = bad.to(torch.int32).reshape(1)
+    if accelerator.num_processes > 1:
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+    return not bool(flag.item())
+
+
+class Diverged(ValueError):
+    """Too many non-finite steps in a row; the message names the last checkpoint to resume from."""
+
+
+def diverged_message(run_dir: Path, step: int, in_a_row: int, config: TrainConfig) -> str:
+    """One line: where the run stopped and what to resume."""
+    last = checkpoint.latest_checkpoint(run_dir)
+    where = (f"the last good checkpoint is {last} (step {int(last.name[5:])}): resume it with --resume and a "
+             "lower --lr" if last is not None else
+             f"no checkpoint was written before it (save_every {config.save_every}): start again with --resume "
+             "and a lower --lr")
+    return (f"step {step}: the loss or gradient norm was not finite in {in_a_row} steps in a row "
+            f"(max_nonfinite_steps {config.max_nonfinite_steps}), so the run stopped; {where}")
+
+
+NONFINITE_TEST_ENV = "MLILT_TEST_NAN_AT_STEPS"
+
+
+class NonfiniteAtSteps:
+    """For tests: a forward hook making the loss non-finite at the optimizer steps in $MLILT_TEST_NAN_AT_STEPS."""
+
+    def __init__(self, steps: set[int]):
+        self.steps, self.step = steps, 0
+
+    @classmethod
+    def install(cls, model: nn.Module) -> "NonfiniteAtSteps | None":
+        value = os.environ.get(NONFINITE_TEST_ENV, "").strip()
+        if not value:
+            return None
+        try:
+            hook = cls({int(x) for x in value.split(",") if x.strip()})
+        except ValueError:
+            raise ValueError(f"${NONFINITE_TEST_ENV}: expected comma-separated step numbers, got {value!r}") from None
+        model.register_forward_hook(hook)
+        return hook
+
+    def __call__(self, module, args, output):
+        if self.step in self.steps:
+            image, text, scale = output
+            return image, text, scale * float("nan")
+        return output
 
 
 # ---- the run ------------------------------------------------------------------------------------
@@ -287,6 +372,51 @@ def _seed_everything(seed: int) -> None:
     set_seed(seed % 2**32)
 
 
+def _resume_schedule(accelerator, t: Training, config: TrainConfig, total_steps: int, resumed: Path) -> None:
+    """This config's learning rates from the resumed step on, saying so when they differ from the checkpoint's."""
+    before = t.optimizer.param_groups[0]["lr"]
+    after = apply_schedule(t.scheduler, config, total_steps)
+    if accelerator.is_main_process and not math.isclose(before, after, rel_tol=1e-9, abs_tol=0.0):
+        print(f"resuming {resumed} with this config's schedule (lr {config.lr:g}): learning rate {after:.3g} "
+              f"at step {t.scheduler.last_epoch}, where the checkpoint's run had {before:.3g}", file=sys.stderr)
+
+
+def _on_nonfinite(accelerator, progress, run_dir: Path, step: int, in_a_row: int, config: TrainConfig) -> None:
+    """Say a step was skipped; stop the run (every process alike) after ``max_nonfinite_steps`` in a row."""
+    if accelerator.is_main_process:
+        progress.write(f"step {step}: the loss or gradient norm is not finite; the step is skipped (no update; "
+                       f"{in_a_row} in a row)", file=sys.stderr)
+    if in_a_row >= config.max_nonfinite_steps:
+        progress.close()
+        accelerator.end_training()
+        raise Diverged(diverged_message(run_dir, step, in_a_row, config))
+
+
+def _evaluate(accelerator, validator: Validator, model: DualEncoder, step: int, progress) -> None:
+    """Score the model on the main process (the others wait), log it, keep it if it is the best so far."""
+    if accelerator.is_main_process:
+        values = validator.evaluate(model, step)
+        accelerator.log(values, step=step)
+        best = validator.is_best(values)
+        if best:
+            validator.save_best(model, step, values)
+        shown = validator.keep_best or "mean"
+        progress.write(f"step {step}: {validator.eval_set.name} {shown} {values['eval/' + shown]:.2f} "
+                       f"({values['eval_s']:.1f} s)" + (", the best so far: kept in best/" if best else ""),
+                       file=sys.stderr)
+    accelerator.wait_for_everyone()
+
+
+def run_summary(step: int, trained_from: int, skipped: int, nonfinite: int) -> str:
+    """The end-of-run line: images skipped (and steps skipped) in the steps actually trained."""
+    line = f"{skipped} unreadable images were skipped in the {step} steps trained"
+    if trained_from:
+        line += f" (steps {trained_from + 1}-{step} in this session)"
+    if nonfinite:
+        line += f"; {nonfinite} steps were skipped for a non-finite loss or gradient norm"
+    return line
+
+
 def train(config: TrainConfig) -> Path:
     """Train per ``config``; returns the run directory (final model in ``RUN_DIR/model``)."""
     from accelerate import Accelerator
@@ -324,6 +454,8 @@ def train(config: TrainConfig) -> Path:
             checkpoint.remove_incomplete(run_dir)
         accelerator.wait_for_everyone()
         resume_from = checkpoint.latest_checkpoint(run_dir)
+        if resume_from is None and accelerator.is_main_process:
+            truncate_metrics(run_dir, 0)  # a start again (a run that stopped before its first checkpoint)
     elif checkpoint.list_checkpoints(run_dir) or (run_dir / FINAL_MODEL_DIR).exists():
         raise ValueError(f"run_dir {run_dir} already holds a run; pass --resume to continue it "
                          "or choose another --run_dir")
@@ -335,13 +467,14 @@ def train(config: TrainConfig) -> Path:
     t = prepare_training(accelerator, model, config, total_steps)
     collate = _collator(model, config)
 
-    step, skipped, saved = 0, 0, None
+    step, skipped, nonfinite, saved = 0, 0, 0, None
     if resume_from is not None:
         resume_from, saved = checkpoint.load_latest_checkpoint(accelerator, model, run_dir)  # RNG included
         if saved.get("batch_size", config.batch_size) != config.batch_size:
             raise ValueError(f"config field batch_size: {config.batch_size}, but {resume_from} was trained with "
                              f"{saved['batch_size']}; the data position of a resumed run depends on it")
-        step, skipped = saved["step"], saved.get("skipped_images", 0)
+        step, skipped, nonfinite = saved["step"], saved.get("skipped_images", 0), saved.get("nonfinite_steps", 0)
+        _resume_schedule(accelerator, t, config, total_steps, resume_from)
         if accelerator.is_main_process:
             truncate_metrics(run_dir, step)
             logger.info("resuming %s from step %d", run_dir, step)
@@ -350,6 +483,8 @@ def train(config: TrainConfig) -> Path:
     if accelerator.is_main_process:
         save_yaml(config, run_dir / RUN_CONFIG_NAME)
     accelerator.init_trackers("tensorboard")  # the name is TensorBoard's folder in RUN_DIR
+    validator = Validator.for_run(config, accelerator.device)
+    poison = NonfiniteAtSteps.install(accelerator.unwrap_model(t.model))
 
     per_process = config.batch_size // (config.grad_accum_steps * world)
     data = _batches(pairs, collate, config, rank, world, per_process, step, saved)
@@ -358,29 +493,40 @@ def train(config: TrainConfig) -> Path:
     window: list[torch.Tensor] = []
     window_start = time.perf_counter()
     state = dict(saved or {}, step=step)  # a checkpoint of an older mlilt may hold the last step already
+    epoch_seen, in_a_row, trained_from = math.floor(data.epoch), 0, step
     while step < total_steps:
         micro = data.next_step()
         skipped_here = sum(per_process if b is None else int(b["skipped"]) for b in micro)
-        log_now = (step + 1) % config.log_every == 0 or step + 1 == total_steps
-        out = training_step(t, micro, want_grad_norm=log_now)
+        if poison is not None:
+            poison.step = step + 1
+        out = training_step(t, micro)
         step += 1
         window.append(out["loss"])
         skipped += int(accelerator.reduce(torch.tensor(skipped_here, device=accelerator.device), "sum"))
-        if log_now:
+        in_a_row = in_a_row + 1 if out["nonfinite"] else 0
+        nonfinite += int(out["nonfinite"])
+        if step % config.log_every == 0 or step == total_steps or out["nonfinite"]:
             loss = accelerator.reduce(torch.stack(window).mean(), "mean")
             elapsed = time.perf_counter() - window_start
             values = {"loss": float(loss), "lr": out["lr"], "temperature": float(model.temperature.detach()),
-                      "epoch": data.epoch, "skipped_images": skipped, "step_s": elapsed / len(window),
-                      "pairs_per_s": len(window) * config.batch_size / elapsed}
+                      "epoch": data.epoch, "skipped_images": skipped, "nonfinite_steps": nonfinite,
+                      "step_s": elapsed / len(window), "pairs_per_s": len(window) * config.batch_size / elapsed}
             if out["grad_norm"] is not None:
                 values["grad_norm"] = float(out["grad_norm"])
             accelerator.log(values, step=step)
             progress.set_postfix(loss=f"{float(loss):.4f}", lr=f"{out['lr']:.2e}", refresh=False)
             window, window_start = [], time.perf_counter()
         progress.update(1)
+        if out["nonfinite"]:
+            _on_nonfinite(accelerator, progress, run_dir, step, in_a_row, config)
+        epoch_ended, epoch_seen = math.floor(data.epoch) > epoch_seen, max(epoch_seen, math.floor(data.epoch))
+        if validator is not None and validator.due(step, epoch_ended, step == total_steps):
+            evaluating = time.perf_counter()
+            _evaluate(accelerator, validator, model, step, progress)
+            window_start += time.perf_counter() - evaluating  # step_s and pairs_per_s time training only
         if step % config.save_every == 0 or step == total_steps:
             state = {"step": step, "total_steps": total_steps, "skipped_images": skipped, "processes": world,
-                     "batch_size": config.batch_size}
+                     "batch_size": config.batch_size, "nonfinite_steps": nonfinite}
             if isinstance(data, StreamedBatches):
                 state["streams"] = gather_object([data.state()])  # every process's own position, by rank
             else:
@@ -389,8 +535,8 @@ def train(config: TrainConfig) -> Path:
                 checkpoint.save_checkpoint(accelerator, model, run_dir, step, state, keep=config.keep_checkpoints)
     del data
     progress.close()
-    if skipped:
-        logger.warning("%d unreadable images were skipped", skipped)
+    if accelerator.is_main_process:
+        print(run_summary(step, trained_from, skipped, nonfinite), file=sys.stderr)
     checkpoint.save_final_model(accelerator, model, run_dir, state)
     # Drop every reference to the wrapped model before the process group goes (gloo aborts otherwise).
     del t, model, collate
