@@ -493,20 +493,28 @@ def test_hf_table_ids_and_group_column_survive_loading(tmp_path, hf_table):
     assert collated_ids(streamed, "group_ids") == numbers(["g", "g", "y"])
 
 
-def test_webdataset_keys_reach_the_streamed_batches(tmp_path):
+def test_webdataset_keys_and_groups_reach_the_streamed_batches(tmp_path):
     from mlilt.train.batches import StreamedBatches
 
-    write_shard(tmp_path / "shard-000.tar", [("000", image_bytes(COLOURS[0]), "red"),
-                                            ("001", image_bytes(COLOURS[1]), "green")])
-    write_shard(tmp_path / "shard-001.tar", [("002", image_bytes(COLOURS[2]), "blue")])
+    # Every sample names its group (KEY.group.txt): datasets takes a shard's columns from its first sample.
+    samples = [("000", COLOURS[0], "red", "g"), ("001", COLOURS[1], "green", "h"), ("002", COLOURS[2], "blue", "g")]
+    for shard, part in (("000", samples[:2]), ("001", samples[2:])):
+        with tarfile.open(tmp_path / f"shard-{shard}.tar", "w") as tar:
+            for key, colour, caption, group in part:
+                for name, payload in ((f"{key}.jpg", image_bytes(colour)), (f"{key}.txt", caption.encode()),
+                                      (f"{key}.group.txt", group.encode())):
+                    info = tarfile.TarInfo(name)
+                    info.size = len(payload)
+                    tar.addfile(info, io.BytesIO(payload))
     stream = load_pairs(str(tmp_path / "shard-{000..001}.tar"), decode=False)
+    assert stream.column_names == ["image", "caption", "image_id", "group"]
     collate = PairCollator(fake_tokenize, eval_transform(DATA_CONFIG, img_size=16))
     data = StreamedBatches(stream, collate, seed=0, per_process=3, accum=1, rank=0, world=1, shuffle_buffer=0)
     (batch,) = data.next_step()
-    assert sorted(batch["image_ids"].tolist()) == sorted(numbers(["000", "001", "002"]))
     # Each id travels with its own pair: the caption length (fake_tokenize's first token) identifies it.
-    by_caption = dict(zip(batch["input_ids"][:, 0].tolist(), batch["image_ids"].tolist()))
-    assert by_caption == dict(zip([3, 5, 4], numbers(["000", "001", "002"])))
+    lengths = batch["input_ids"][:, 0].tolist()
+    assert dict(zip(lengths, batch["image_ids"].tolist())) == dict(zip([3, 5, 4], numbers(["000", "001", "002"])))
+    assert dict(zip(lengths, batch["group_ids"].tolist())) == dict(zip([3, 5, 4], numbers(["g", "h", "g"])))
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ Formats (``format="auto"`` infers them from the path):
 * ``hf_disk`` (``save_to_disk`` output), ``parquet`` (file, folder or glob), ``imagefolder`` (a folder
   with ``metadata.jsonl``), ``webdataset`` (``.tar`` shards with ``jpg``/``png`` + ``txt``; streamed).
   Columns: image ``image``/``jpg``/``png``/...; caption ``caption``/``text``/``txt`` (a list of
-  captions gives one row each); ``image_id`` and ``group`` optional.
+  captions gives one row each); ``image_id`` and ``group`` (webdataset: ``KEY.group.txt``) optional.
 
 A built-in set's name stands for its training manifest: ``emoji-xtd`` (v2) or ``emoji-xtd-v1`` (built on first use).
 
@@ -61,6 +61,7 @@ IMAGE_COLUMNS = ("image", "jpg", "jpeg", "png", "webp", "img")
 CAPTION_COLUMNS = ("caption", "text", "txt")
 ID_COLUMNS = ("image_id", "__key__")
 GROUP_COLUMN = "group"
+GROUP_COLUMNS = (GROUP_COLUMN, "group.txt")  # webdataset: KEY.group.txt
 
 KARPATHY_TRAIN_SPLITS = ("train", "restval")
 _HF_DISK_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
@@ -462,7 +463,7 @@ def _normalise_table(ds, source: str, image_root: str, decode: bool):
             "a caption column (" + "/".join(CAPTION_COLUMNS) + ")"
         raise ValueError(f"{source}: no {what}; columns are: {', '.join(names)}")
     id_col = _first(names, ID_COLUMNS)
-    group_col = GROUP_COLUMN if GROUP_COLUMN in names else None
+    group_col = _first(names, GROUP_COLUMNS)
     image_feature, caption_feature = ds.features[image_col], ds.features[caption_col]
 
     is_path = isinstance(image_feature, datasets.Value) and image_feature.dtype in ("string", "large_string")
@@ -474,7 +475,8 @@ def _normalise_table(ds, source: str, image_root: str, decode: bool):
         ds = ds.cast_column(image_col, datasets.Image(decode=False))
     ds = ds.select_columns([c for c in (image_col, caption_col, id_col, group_col) if c])
     ds = ds.rename_columns({old: new for old, new in ((image_col, "image"), (caption_col, "caption"),
-                                                      (id_col, "image_id")) if old and old != new})
+                                                      (id_col, "image_id"), (group_col, GROUP_COLUMN))
+                            if old and old != new})
     for id_name in [n for n, present in (("image_id", id_col), (GROUP_COLUMN, group_col)) if present]:
         if ds.features[id_name] != datasets.Value("string"):
             ds = ds.cast_column(id_name, datasets.Value("string"))
