@@ -15,6 +15,7 @@ A record's ``image`` may be a file path, a PIL image, raw bytes, or the ``{"byte
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import os
@@ -101,12 +102,20 @@ def open_image(image: Any, draft: Callable[[tuple[int, int]], tuple[int, int]] |
         raise ImageError(name, f"unreadable image ({type(err).__name__}: {err})") from None
 
 
+def id_number(text: str) -> int:
+    """A signed 64-bit number for an id string, the same in every process (unlike ``hash``)."""
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little", signed=True)
+
+
 class PairCollator:
     """DataLoader ``collate_fn``: open, transform and stack images, tokenize captions, skip unreadable images.
 
-    Returns ``{"pixels", "input_ids", "attention_mask", "skipped"}`` or ``None`` when no image of the batch
-    could be read. ``skipped`` (the batch's count) lets the training loop total skips across worker
-    processes; ``collator.skipped`` totals them in the process that ran the collator.
+    Returns ``{"pixels", "input_ids", "attention_mask", "skipped", "image_ids", "group_ids"}`` or ``None``
+    when no image of the batch could be read. ``skipped`` (the batch's count) lets the training loop
+    total skips across worker processes; ``collator.skipped`` totals them in the process that ran the
+    collator. The ids, for positives by id, are :func:`id_number` of each kept record's ``image_id``
+    and ``group`` (default: its image_id); records without an ``image_id`` (every loader of
+    ``mlilt.data.pairs`` gives one) give a batch without ids.
     """
 
     def __init__(self, tokenize: Callable[[list[str]], dict], transform: Callable[[Image.Image], Any],
@@ -120,7 +129,7 @@ class PairCollator:
     def __call__(self, records: Sequence[dict]):
         import torch
 
-        pixels, captions, skipped = [], [], 0
+        pixels, captions, image_ids, group_ids, skipped = [], [], [], [], 0
         for record in records:
             try:
                 pixels.append(self.transform(open_image(record["image"], self.draft)))
@@ -133,9 +142,16 @@ class PairCollator:
                                    "skipped in the steps trained)", err)
                 continue
             captions.append(record["caption"])
+            if record.get("image_id") is not None:
+                image_ids.append(id_number(record["image_id"]))
+                group_ids.append(id_number(record.get("group") or record["image_id"]))
         self.skipped += skipped
         if not pixels:
             return None
         tokens = self.tokenize(captions)
-        return {"pixels": torch.stack(pixels), "input_ids": tokens["input_ids"],
-                "attention_mask": tokens["attention_mask"], "skipped": skipped}
+        batch = {"pixels": torch.stack(pixels), "input_ids": tokens["input_ids"],
+                 "attention_mask": tokens["attention_mask"], "skipped": skipped}
+        if len(image_ids) == len(pixels):
+            batch["image_ids"] = torch.tensor(image_ids, dtype=torch.int64)
+            batch["group_ids"] = torch.tensor(group_ids, dtype=torch.int64)
+        return batch

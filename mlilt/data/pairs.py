@@ -7,7 +7,11 @@
     shards = load_pairs("shards/cc3m-{00000..00331}.tar")                      # streamed webdataset
     coco[0]  # {"image": "/data/coco/train2014/COCO_train2014_000000057870.jpg", "caption": "...", "image_id": "57870"}
 
-Every loader returns columns ``image``, ``caption`` (one row per caption) and ``image_id`` (str).
+Every loader returns columns ``image``, ``caption`` (one row per caption) and ``image_id`` (str), and
+``group`` (str) where the source has one: a coarser id than the image, whose pairs the loss may treat
+as positives of each other (``TrainConfig.positives``); a row without one is its image's group.
+The built-in emoji-XTD sets group an emoji concept's styles (``emoji-xtd``'s ``noto/1f600``,
+``twemoji/1f600`` and ``openmoji/1f600`` are group ``1f600``).
 ``image`` is an absolute file path where the source stores paths (manifests, a string column) and a
 PIL image where it holds the images themselves. For training pass ``decode=False``: embedded images
 then stay datasets' ``{"bytes", "path"}`` dicts, so that a corrupt one reaches
@@ -18,13 +22,14 @@ Formats (``format="auto"`` infers them from the path):
 * ``coco_karpathy`` -- Karpathy's ``dataset_coco.json`` (also Flickr30k's): ``{"images": [{"filepath",
   "filename", "split", "sentences": [{"raw"}], "cocoid"}]}``; ``split="train"`` is train + restval,
   ``"all"`` every split; ``image_id`` is the COCO id (else the image path).
-* ``albef`` -- the ALBEF/LilT list ``[{"image": "val2014/...jpg", "caption": str | [str], "image_id"?}]``.
+* ``albef`` -- the ALBEF/LilT list ``[{"image": "val2014/...jpg", "caption": str | [str], "image_id"?,
+  "group"?}]``.
 * ``jsonl`` / ``csv`` -- one pair per line / row with ``image``, ``caption`` and optional ``image_id``
-  (default: the image path as written).
+  (default: the image path as written) and ``group``.
 * ``hf_disk`` (``save_to_disk`` output), ``parquet`` (file, folder or glob), ``imagefolder`` (a folder
   with ``metadata.jsonl``), ``webdataset`` (``.tar`` shards with ``jpg``/``png`` + ``txt``; streamed).
   Columns: image ``image``/``jpg``/``png``/...; caption ``caption``/``text``/``txt`` (a list of
-  captions gives one row each); ``image_id`` optional.
+  captions gives one row each); ``image_id`` and ``group`` (webdataset: ``KEY.group.txt``) optional.
 
 A built-in set's name stands for its training manifest: ``emoji-xtd`` (v2) or ``emoji-xtd-v1`` (built on first use).
 
@@ -55,6 +60,8 @@ FORMATS = MANIFEST_FORMATS + TABLE_FORMATS
 IMAGE_COLUMNS = ("image", "jpg", "jpeg", "png", "webp", "img")
 CAPTION_COLUMNS = ("caption", "text", "txt")
 ID_COLUMNS = ("image_id", "__key__")
+GROUP_COLUMN = "group"
+GROUP_COLUMNS = (GROUP_COLUMN, "group.txt")  # webdataset: KEY.group.txt
 
 KARPATHY_TRAIN_SPLITS = ("train", "restval")
 _HF_DISK_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
@@ -80,6 +87,7 @@ class PairRecord:
     image: str  # as written in the manifest, relative to the image root
     caption: str
     image_id: str
+    group: str | None = None
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -202,10 +210,10 @@ def _text(value: Any, location: str, field: str) -> str:
     raise ManifestError(location, f"field {field!r} must be a string, got {type(value).__name__}")
 
 
-def _id_text(value: Any, location: str) -> str:
+def _id_text(value: Any, location: str, field: str = "image_id") -> str:
     if isinstance(value, (str, int)) and not isinstance(value, bool):
         return str(value)
-    raise ManifestError(location, f"field 'image_id' must be a string or an integer, got {type(value).__name__}")
+    raise ManifestError(location, f"field {field!r} must be a string or an integer, got {type(value).__name__}")
 
 
 def _captions(value: Any, location: str) -> list[tuple[str, str]]:
@@ -217,7 +225,7 @@ def _captions(value: Any, location: str) -> list[tuple[str, str]]:
 
 
 def _pair_records(obj: Any, location: str) -> list[PairRecord]:
-    """Records of one ALBEF/JSONL object: ``image``, ``caption`` (str or list), optional ``image_id``."""
+    """Records of one ALBEF/JSONL object: ``image``, ``caption`` (str or list), optional ``image_id`` and ``group``."""
     if not isinstance(obj, dict):
         raise ManifestError(location, f"expected an object with 'image' and 'caption', got {type(obj).__name__}")
     for field in ("image", "caption"):
@@ -227,7 +235,8 @@ def _pair_records(obj: Any, location: str) -> list[PairRecord]:
     if not image:
         raise ManifestError(location, "field 'image' is empty")
     image_id = _id_text(obj["image_id"], location) if obj.get("image_id") is not None else image
-    return [PairRecord(loc, image, caption, image_id) for loc, caption in _captions(obj["caption"], location)]
+    group = _id_text(obj["group"], location, "group") if obj.get("group") is not None else None
+    return [PairRecord(loc, image, caption, image_id, group) for loc, caption in _captions(obj["caption"], location)]
 
 
 def _load_json(path: Path) -> Any:
@@ -339,8 +348,9 @@ def iter_csv(path: Path, split: str = "train", on_error: OnError = _raise) -> It
                 if len(row) != len(header):
                     raise ManifestError(location, f"{len(row)} fields, the header has {len(header)}")
                 obj = dict(zip(header, row))
-                if "image_id" in obj and not obj["image_id"].strip():
-                    del obj["image_id"]
+                for optional in ("image_id", "group"):
+                    if optional in obj and not obj[optional].strip():
+                        del obj[optional]
                 records = _pair_records(obj, location)
             except ManifestError as err:
                 on_error(err)
@@ -374,30 +384,38 @@ def _path_features():
     import datasets
 
     return datasets.Features({"image": datasets.Value("string"), "caption": datasets.Value("string"),
-                              "image_id": datasets.Value("string")})
+                              "image_id": datasets.Value("string"), GROUP_COLUMN: datasets.Value("string")})
 
 
-def _manifest_dataset(source: str, fmt: str, image_root: str, split: str):
-    """An in-memory Arrow table of a manifest, built in chunks so that millions of rows stay compact."""
+def _manifest_dataset(source: str, fmt: str, image_root: str, split: str,
+                      group_of: Callable[[str], str] | None = None):
+    """An in-memory Arrow table of a manifest, built in chunks so that millions of rows stay compact.
+
+    ``group_of`` derives the group of a record that names none from its image_id.
+    """
     import datasets
 
     features, chunks = _path_features(), []
-    empty, first_empty = 0, None
+    empty, first_empty, grouped = 0, None, group_of is not None
     records = iter_manifest(source, fmt, split)
     while batch := list(itertools.islice(records, _CHUNK_ROWS)):
         for r in batch:
             if not r.caption:
                 empty += 1
                 first_empty = first_empty or r.location
+            grouped = grouped or r.group is not None
         chunks.append(datasets.Dataset.from_dict(
             {"image": [resolve_image(r.image, image_root) for r in batch], "caption": [r.caption for r in batch],
-             "image_id": [r.image_id for r in batch]}, features=features))
+             "image_id": [r.image_id for r in batch],
+             GROUP_COLUMN: [r.group or (group_of(r.image_id) if group_of else r.image_id) for r in batch]},
+            features=features))
     if not chunks:
         raise ValueError(f"{source}: no pairs found" + (f" for split {split!r}" if fmt == "coco_karpathy" else ""))
     if empty:
         logger.warning("%s: %d empty caption(s), the first at %s (mlilt data check lists them)",
                        source, empty, first_empty)
-    return chunks[0] if len(chunks) == 1 else datasets.concatenate_datasets(chunks)
+    ds = chunks[0] if len(chunks) == 1 else datasets.concatenate_datasets(chunks)
+    return ds if grouped else ds.remove_columns(GROUP_COLUMN)
 
 
 def _pick_split(obj, split: str, source: str):
@@ -433,7 +451,7 @@ def _stored_image_paths(ds) -> Iterator[str | None]:
 
 
 def _normalise_table(ds, source: str, image_root: str, decode: bool):
-    """Rename a table's columns to image/caption/image_id, one row per caption, ids as strings."""
+    """Rename a table's columns to image/caption/image_id (and group), one row per caption, ids as strings."""
     import datasets
 
     names = ds.column_names
@@ -445,6 +463,7 @@ def _normalise_table(ds, source: str, image_root: str, decode: bool):
             "a caption column (" + "/".join(CAPTION_COLUMNS) + ")"
         raise ValueError(f"{source}: no {what}; columns are: {', '.join(names)}")
     id_col = _first(names, ID_COLUMNS)
+    group_col = _first(names, GROUP_COLUMNS)
     image_feature, caption_feature = ds.features[image_col], ds.features[caption_col]
 
     is_path = isinstance(image_feature, datasets.Value) and image_feature.dtype in ("string", "large_string")
@@ -454,11 +473,13 @@ def _normalise_table(ds, source: str, image_root: str, decode: bool):
                              f"not images, image bytes or paths")
         # Undecoded before any renaming: a streamed rename would decode and re-encode every image.
         ds = ds.cast_column(image_col, datasets.Image(decode=False))
-    ds = ds.select_columns([c for c in (image_col, caption_col, id_col) if c])
+    ds = ds.select_columns([c for c in (image_col, caption_col, id_col, group_col) if c])
     ds = ds.rename_columns({old: new for old, new in ((image_col, "image"), (caption_col, "caption"),
-                                                      (id_col, "image_id")) if old and old != new})
-    if id_col and ds.features["image_id"] != datasets.Value("string"):
-        ds = ds.cast_column("image_id", datasets.Value("string"))
+                                                      (id_col, "image_id"), (group_col, GROUP_COLUMN))
+                            if old and old != new})
+    for id_name in [n for n, present in (("image_id", id_col), (GROUP_COLUMN, group_col)) if present]:
+        if ds.features[id_name] != datasets.Value("string"):
+            ds = ds.cast_column(id_name, datasets.Value("string"))
     if isinstance(caption_feature, (datasets.List, datasets.Sequence, datasets.LargeList)):
         listed = True
     elif isinstance(caption_feature, datasets.Value) and caption_feature.dtype in ("string", "large_string"):
@@ -468,11 +489,12 @@ def _normalise_table(ds, source: str, image_root: str, decode: bool):
 
     data_root = default_image_root(source)
     features = datasets.Features({"image": datasets.Value("string") if is_path else datasets.Image(decode=decode),
-                                  "caption": datasets.Value("string"), "image_id": datasets.Value("string")})
+                                  "caption": datasets.Value("string"), "image_id": datasets.Value("string"),
+                                  **({GROUP_COLUMN: datasets.Value("string")} if group_col else {})})
 
     def fix_rows(batch: dict, indices: list[int]) -> dict:
         # Resolve paths, derive missing ids, and give each caption of a list its own row.
-        out = {"image": [], "caption": [], "image_id": []}
+        out = {"image": [], "caption": [], "image_id": [], **({GROUP_COLUMN: []} if group_col else {})}
         for k, (image, caption) in enumerate(zip(batch["image"], batch["caption"])):
             stored = image if is_path else (image or {}).get("path")
             image_id = (batch["image_id"][k] if id_col else None) or _relative_id(stored, data_root) or str(indices[k])
@@ -482,6 +504,8 @@ def _normalise_table(ds, source: str, image_root: str, decode: bool):
                 out["image"].append(image)
                 out["caption"].append((text or "").strip())
                 out["image_id"].append(image_id)
+                if group_col:
+                    out[GROUP_COLUMN].append(batch[GROUP_COLUMN][k] or image_id)
         return out
 
     needs_rows_fixed = listed or is_path or not id_col
@@ -500,7 +524,7 @@ def _normalise_table(ds, source: str, image_root: str, decode: bool):
                         features=datasets.Features({**features, "image": ds.features["image"]}))
         if not is_path:
             ds = ds.cast_column("image", datasets.Image(decode=decode))
-    return ds.select_columns(["image", "caption", "image_id"])
+    return ds.select_columns(["image", "caption", "image_id"] + ([GROUP_COLUMN] if group_col else []))
 
 
 def _table_dataset(fmt: str, source: str, split: str, streaming: bool, cache_dir: str | None):
@@ -524,9 +548,16 @@ def _emoji_xtd_train(version: int) -> str:
     return str(build_emoji_xtd(version=version) / "train.jsonl")
 
 
+def emoji_concept(image_id: str) -> str:
+    """The concept of an emoji-XTD image id: ``twemoji/1f600`` (v2: style/concept) and ``1f600`` (v1) -> ``1f600``."""
+    return image_id.rsplit("/", 1)[-1]
+
+
 # Training sets mlilt builds itself, named in configs instead of a path (built on first use):
 # emoji-XTD v2 (three styles, name + keyword captions) and v1 (Noto, names), behind reports/emoji-xtd.md.
 BUILTIN_SOURCES = {"emoji-xtd": lambda: _emoji_xtd_train(2), "emoji-xtd-v1": lambda: _emoji_xtd_train(1)}
+# Their groups, derived from the image ids the manifests already hold (their builds stay as they are).
+BUILTIN_GROUPS = {"emoji-xtd": emoji_concept, "emoji-xtd-v1": emoji_concept}
 
 
 def resolve_builtin(source: str) -> str:
@@ -545,13 +576,14 @@ def load_pairs(source: str | os.PathLike, format: str = "auto", image_root: str 
     ignore it. ``streaming`` defaults to True for webdataset only. ``decode=False``: embedded images stay
     ``{"bytes", "path"}`` dicts (decoded later by ``open_image``; what a training loop wants).
     """
+    group_of = BUILTIN_GROUPS.get(os.fspath(source))
     source = resolve_builtin(os.fspath(source))
     fmt = detect_format(source) if format == "auto" else format
     if fmt not in FORMATS:
         raise ValueError(f"unknown data format {format!r}; choose auto or one of {', '.join(FORMATS)}")
     root = os.path.abspath(os.path.expanduser(os.fspath(image_root))) if image_root else default_image_root(source)
     if fmt in MANIFEST_FORMATS:
-        ds = _manifest_dataset(source, fmt, root, split)
+        ds = _manifest_dataset(source, fmt, root, split, group_of)
         return ds.to_iterable_dataset() if streaming else ds
     streaming = (fmt == "webdataset") if streaming is None else streaming
     return _normalise_table(_table_dataset(fmt, source, split, streaming, cache_dir), source, root, decode)

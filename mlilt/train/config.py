@@ -35,6 +35,7 @@ from mlilt.towers import TextTowerConfig, VisionTowerConfig, check_tower_names
 
 RUN_CONFIG_NAME = "config.yaml"
 MIXED_PRECISION = ("no", "fp16", "bf16")
+POSITIVES = ("group", "image", "none")
 
 
 def paper_model() -> ModelConfig:
@@ -101,6 +102,11 @@ class TrainConfig:
     local_loss: bool = field(default=False, metadata={
         "help": "Each process scores its own rows against all columns (open_clip's local_loss); "
                 "False: every process computes the full global loss. Same gradients, less compute."})
+    positives: str = field(default="group", metadata={
+        "help": "group|image|none: pairs sharing this id are positives of each other in the loss (ALBEF/BLIP), "
+                "across processes. group: the data's group (emoji-XTD: the concept, its three styles), else "
+                "the image; image: the image (COCO: its five captions); none: each pair alone (CLIP's loss, "
+                "the committed reports before issue 20)."})
     # ---- logging and checkpoints
     log_every: int = field(default=10, metadata={"help": "Log metrics every this many optimizer steps."})
     save_every: int = field(default=1000, metadata={
@@ -133,6 +139,7 @@ class TrainConfig:
         need(self.train_data is not None, "train_data",
              "no training data; pass --config recipes/configs/<file>.yaml or --train_data PATH")
         need(self.mixed_precision in MIXED_PRECISION, "mixed_precision", "must be one of " + "|".join(MIXED_PRECISION))
+        need(self.positives in POSITIVES, "positives", "must be one of " + "|".join(POSITIVES))
         for name in ("batch_size", "grad_accum_steps", "epochs", "log_every", "save_every"):
             need(getattr(self, name) >= 1, name, "must be >= 1")
         need(self.batch_size % self.grad_accum_steps == 0, "batch_size", "must be divisible by grad_accum_steps")

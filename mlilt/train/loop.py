@@ -230,7 +230,9 @@ def training_step(t: Training, micro_batches: list[dict | None]) -> dict:
         with contextlib.nullcontext() if last else acc.no_sync(t.model):
             image, text, scale = t.model(batch["pixels"].to(acc.device), batch["input_ids"].to(acc.device),
                                          batch["attention_mask"].to(acc.device))
-            loss = contrastive_loss(image, text, scale, local_loss=cfg.local_loss)
+            # A batch without ids (a synthetic one) has each pair as its own only positive.
+            ids = batch.get(f"{cfg.positives}_ids") if cfg.positives != "none" else None
+            loss = contrastive_loss(image, text, scale, local_loss=cfg.local_loss, ids=ids)
             acc.backward(loss / len(batches))
         losses.append(loss.detach())
     grad_norm, finite = None, True

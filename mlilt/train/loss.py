@@ -24,8 +24,16 @@ against one process on the concatenated batch. The loss is computed in fp32 what
 the towers' autocast dtype, and processes may hold different numbers of rows (an unreadable image
 is dropped from its batch): rows are padded for the collective and the padding is removed.
 
+**Positives by id** (``ids=``, one integer per pair: its image's, or its group's, see
+``mlilt.data.images.PairCollator``): a batch may hold one image (COCO: five captions) or one concept
+(emoji-XTD: three styles) more than once. As in ALBEF and BLIP, every column whose id equals the row's
+is a positive and the row's target spreads evenly over them (``pos / pos.sum(1)``); the ids are
+gathered with the features, so a duplicate on another process counts too. Without ids each pair is
+its own only positive: CLIP's loss, computed exactly as before.
+
     >>> image, text = model.encode_image(pixels), model.encode_text(ids, mask)
     >>> loss = contrastive_loss(image, text, model.logit_scale())          # one process or many
+    >>> loss = contrastive_loss(image, text, model.logit_scale(), ids=batch["group_ids"])
 """
 
 from __future__ import annotations
@@ -63,35 +71,49 @@ def all_gather_with_grad(tensor: torch.Tensor) -> list[torch.Tensor]:
         return list(all_gather(tensor.contiguous()))
 
 
-def gather_features(features: torch.Tensor) -> tuple[torch.Tensor, int]:
+def all_gather_ids(tensor: torch.Tensor) -> list[torch.Tensor]:
+    """Every process's ``tensor`` (same shape everywhere), without gradient: for ids."""
+    _, size = world()
+    pieces = [torch.empty_like(tensor) for _ in range(size)]
+    dist.all_gather(pieces, tensor.contiguous())
+    return pieces
+
+
+def gather_features(features: torch.Tensor, *, differentiable: bool = True) -> tuple[torch.Tensor, int]:
     """All processes' rows concatenated in rank order, differentiable; and where this process's rows start.
 
     Processes may hold different numbers of rows: each pads to the largest, gathers, and the
-    padding is dropped again, so the result has exactly the sum of the rows.
+    padding is dropped again, so the result has exactly the sum of the rows. ``differentiable=False``
+    gathers ids (integers, no gradient) with a plain all-gather.
     """
     rank, size = world()
     if size == 1:
         return features, 0
     counts = all_gather_counts(features.shape[0], features.device)
     longest = max(counts)
-    padded = F.pad(features, (0, 0, 0, longest - features.shape[0])) if features.shape[0] < longest else features
-    pieces = all_gather_with_grad(padded)
+    missing = longest - features.shape[0]
+    padded = F.pad(features, (0, 0) * (features.dim() - 1) + (0, missing)) if missing else features
+    pieces = (all_gather_with_grad if differentiable else all_gather_ids)(padded)
     return torch.cat([piece[:n] for piece, n in zip(pieces, counts)]), sum(counts[:rank])
 
 
 def info_nce(image: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor,
              all_image: torch.Tensor, all_text: torch.Tensor, offset: int = 0,
-             rows: float | None = None) -> torch.Tensor:
+             rows: float | None = None, all_ids: torch.Tensor | None = None) -> torch.Tensor:
     """Symmetric cross-entropy of ``image`` rows against ``all_text`` and ``text`` rows against ``all_image``.
 
     Row ``i`` of ``image``/``text`` is pair ``offset + i`` of the gathered batch; pass the gathered
     tensors themselves (offset 0) for the full loss. The summed row losses are divided by ``rows``
-    (default: this call's number of rows, i.e. the mean).
+    (default: this call's number of rows, i.e. the mean). ``all_ids`` (the gathered batch's ids):
+    each row's target is spread evenly over the pairs sharing its id; None: pair ``offset + i`` alone.
     """
     image, text = image.float(), text.float()
     all_image, all_text = all_image.float(), all_text.float()
     scale = logit_scale.float()
     labels = torch.arange(offset, offset + image.shape[0], device=image.device)
+    if all_ids is not None:
+        positives = (all_ids[labels].unsqueeze(1) == all_ids.unsqueeze(0)).float()
+        labels = positives / positives.sum(1, keepdim=True)  # probabilities: cross_entropy's soft targets
     logits_per_image = scale * image @ all_text.t()
     logits_per_text = scale * text @ all_image.t()
     total = (F.cross_entropy(logits_per_image, labels, reduction="sum")
@@ -100,13 +122,22 @@ def info_nce(image: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor,
 
 
 def contrastive_loss(image: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor, *,
-                     local_loss: bool = False) -> torch.Tensor:
-    """LilT eq. 1 over the global batch of all processes (see the module docstring for the gradients)."""
+                     local_loss: bool = False, ids: torch.Tensor | None = None) -> torch.Tensor:
+    """LilT eq. 1 over the global batch of all processes (see the module docstring for the gradients).
+
+    ``ids``: one integer per row of this process; pairs with equal ids, on any process, are positives.
+    """
     all_image, offset = gather_features(image)
     all_text, _ = gather_features(text)
+    all_ids = None
+    if ids is not None:
+        if ids.shape != image.shape[:1]:
+            raise ValueError(f"ids: expected one per pair ({image.shape[0]}), got shape {tuple(ids.shape)}")
+        all_ids, _ = gather_features(ids.to(image.device), differentiable=False)
     if local_loss:
         # Rows may differ between processes: divide by G / N, not by this process's rows, so that the
         # mean over processes (what DDP's averaging optimises) is exactly the global mean.
         _, size = world()
-        return info_nce(image, text, logit_scale, all_image, all_text, offset, rows=all_image.shape[0] / size)
-    return info_nce(all_image, all_text, logit_scale, all_image, all_text, 0)
+        return info_nce(image, text, logit_scale, all_image, all_text, offset, rows=all_image.shape[0] / size,
+                        all_ids=all_ids)
+    return info_nce(all_image, all_text, logit_scale, all_image, all_text, 0, all_ids=all_ids)
