@@ -161,3 +161,19 @@ def test_config_chooses_the_ids_and_rejects_unknown_values(tiny_model_config):
         model.eval()  # no dropout: the step's loss is the reference's
         out = training_step(t, [dict(batch)])
         torch.testing.assert_close(out["loss"], loss, rtol=1e-5, atol=1e-6, msg=positives)
+
+
+def test_a_run_saved_before_positives_by_id_resumes_on_its_own_objective(tmp_path):
+    """A RUN_DIR/config.yaml without the field was trained with `none`; --resume must not switch it to the default."""
+    import yaml
+
+    from mlilt.train.config import TrainConfig, config_from_args
+
+    run = tmp_path / "old-run"
+    run.mkdir()
+    old = TrainConfig(run_dir=str(run)).to_dict()
+    old.pop("positives")
+    (run / "config.yaml").write_text(yaml.safe_dump(old, sort_keys=False))
+    assert config_from_args({"resume": True, "run_dir": str(run)}).positives == "none"
+    assert config_from_args({"resume": True, "run_dir": str(run), "positives": "image"}).positives == "image"
+    assert config_from_args({}).positives == TrainConfig().positives == "group"

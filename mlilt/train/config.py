@@ -362,11 +362,14 @@ def config_from_args(args: dict) -> TrainConfig:
     config_file = args.get("config")
     fields = {name for name, _, _ in _leaf_fields(TrainConfig)}
     overrides = _unflatten({k: v for k, v in args.items() if k in fields})
+    from_run = False
     if config_file is None and _coerce(args.get("resume", False), bool, "command line: field resume"):
         run_dir = args.get("run_dir", TrainConfig.__dataclass_fields__["run_dir"].default)
         saved = Path(run_dir) / RUN_CONFIG_NAME
-        config_file = saved if saved.is_file() else None
+        config_file, from_run = (saved, True) if saved.is_file() else (None, False)
     values = _read_yaml(config_file) if config_file else {}
+    if from_run and "positives" not in values:
+        values["positives"] = "none"  # a run saved before positives by id trained with `none`: resume it so
     base = from_dict(TrainConfig, values, where=str(config_file) if config_file else "config")
     merged = _merge(base.to_dict(), overrides, "command line")
     return from_dict(TrainConfig, merged, where="command line" if overrides else "config")
