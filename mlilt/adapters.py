@@ -43,6 +43,7 @@ class Adapter(nn.Module):
             nn.init.zeros_(self.up.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = in_compute_dtype(x)
         return x + self.up(self.act(self.down(x)))
 
     @staticmethod
@@ -68,6 +69,22 @@ class ConvAdapter(Adapter):
     @staticmethod
     def projection(n_in: int, n_out: int) -> nn.Module:
         return nn.Conv2d(n_in, n_out, kernel_size=1)
+
+
+def in_compute_dtype(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in the CPU autocast dtype when autocast to a lower precision is on there; else ``x`` unchanged.
+
+    A pre-LN ViT's residual stream is fp32 under autocast (its fp32 position embedding promotes it), so an
+    adapter on it would cast its input down for its matmuls, add its bf16 output back in fp32 and hand
+    the norm an fp32 tensor that the next matmul casts down again -- three activation casts per
+    adapter (forward and backward) that the plain tower does not make. CPU autocast runs LayerNorm and
+    BatchNorm in their input's dtype, so one cast here serves the adapter, the norm and the matmul
+    after it. CUDA autocast runs LayerNorm in fp32, where this cast would be undone at once: there
+    (and without autocast, so fp32 stays bit-identical) the input is left as it is.
+    """
+    if x.device.type != "cpu" or not torch.is_autocast_enabled("cpu") or not x.is_floating_point():
+        return x
+    return x.to(torch.get_autocast_dtype("cpu"))
 
 
 def adapter_before(module: nn.Module, adapter: Adapter) -> nn.Sequential:
