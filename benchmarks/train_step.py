@@ -38,7 +38,10 @@ sets the peak moves with the batch (late in backward, gradients allocated, at sm
 activations kept, at large ones), so a line through small batches' peaks can underestimate a large one.
 
 Columns: step time (wall clock; ``step_cpu_s``: CPU time of the process over all its threads), peak memory, trainable parameters and optimizer-state bytes,
-each with its ratio to ``clip`` (when ``clip`` is among the strategies).
+each with its ratio to ``clip`` (when ``clip`` is among the strategies). Then the copies of one step
+(``count_copies``, from torch.profiler with ``record_shapes``: ``aten::copy_`` calls, the dtype casts
+among them, the bytes they read and write, and 0-d scalar conversions apart), with their ratio to
+``ln_only``; they do not depend on the machine's speed or load, only on the code and library versions.
 """
 
 from __future__ import annotations
