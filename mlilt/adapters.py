@@ -72,16 +72,12 @@ class ConvAdapter(Adapter):
 
 
 def in_compute_dtype(x: torch.Tensor) -> torch.Tensor:
-    """``x`` in the CPU autocast dtype when autocast to a lower precision is on there; else ``x`` unchanged.
-
-    A pre-LN ViT's residual stream is fp32 under autocast (its fp32 position embedding promotes it), so an
-    adapter on it would cast its input down for its matmuls, add its bf16 output back in fp32 and hand
-    the norm an fp32 tensor that the next matmul casts down again -- three activation casts per
-    adapter (forward and backward) that the plain tower does not make. CPU autocast runs LayerNorm and
-    BatchNorm in their input's dtype, so one cast here serves the adapter, the norm and the matmul
-    after it. CUDA autocast runs LayerNorm in fp32, where this cast would be undone at once: there
-    (and without autocast, so fp32 stays bit-identical) the input is left as it is.
-    """
+    """``x`` in the autocast dtype while CPU autocast is on; otherwise unchanged (fp32 stays bit-identical)."""
+    # A pre-LN ViT's residual stream is fp32 under autocast (its fp32 position embedding promotes it): an
+    # adapter on it cast its input down for its matmuls and its bf16 branch up for the fp32 sum, both again
+    # for the gradients, and handed the norm fp32 for the next matmul to cast down once more. CPU autocast
+    # runs LayerNorm and BatchNorm in their input's dtype, so this one cast serves the adapter, the norm and
+    # the matmul after it. CUDA autocast runs LayerNorm in fp32 and would cast a bf16 output straight back.
     if x.device.type != "cpu" or not torch.is_autocast_enabled("cpu") or not x.is_floating_point():
         return x
     return x.to(torch.get_autocast_dtype("cpu"))

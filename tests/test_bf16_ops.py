@@ -67,8 +67,8 @@ def count_copies(t, batch: dict) -> dict:
 def test_bf16_adapters_cast_their_parameters_and_no_activations(tiny_model_config, accelerate_state):
     """lilt_lwa's bf16 step makes ln_only's casts plus two per tensor it adds (its bf16 copy, its gradient back).
 
-    Before issue 21 each ViT adapter also cast the fp32 residual stream down for its matmuls, its gradient
-    down and its input's gradient back up (three activation casts), and the norm after it got fp32 again.
+    Before issue 21 each ViT adapter also cast the fp32 residual stream down for its matmuls and its bf16 branch
+    up for the fp32 sum, both again for the gradients, and the norm after it got fp32 for the next matmul to cast.
     """
     counts = {}
     for strategy in ("ln_only", "lilt_lwa"):
