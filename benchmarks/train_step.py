@@ -38,7 +38,10 @@ sets the peak moves with the batch (late in backward, gradients allocated, at sm
 activations kept, at large ones), so a line through small batches' peaks can underestimate a large one.
 
 Columns: step time (wall clock; ``step_cpu_s``: CPU time of the process over all its threads), peak memory, trainable parameters and optimizer-state bytes,
-each with its ratio to ``clip`` (when ``clip`` is among the strategies).
+each with its ratio to ``clip`` (when ``clip`` is among the strategies). Then the copies of one step
+(``count_copies``, from torch.profiler with ``record_shapes``: ``aten::copy_`` calls, the dtype casts
+among them, the bytes they read and write, and 0-d scalar conversions apart), with their ratio to
+``ln_only``; they do not depend on the machine's speed or load, only on the code and library versions.
 """
 
 from __future__ import annotations
@@ -60,6 +63,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parents[1]
 RESULT_PREFIX = "RESULT "
 MIB = 2 ** 20
+# Bytes per element of the dtypes as torch.profiler names them (``record_shapes``' input_dtypes).
+PROFILER_DTYPE_BYTES = {"double": 8, "float": 4, "c10::BFloat16": 2, "c10::Half": 2, "long int": 8, "int": 4,
+                        "short int": 2, "signed char": 1, "unsigned char": 1, "bool": 1}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,8 +159,9 @@ def _storage_bytes(tensors) -> int:
     return sum(storages.values())
 
 
-def count_flops(dual, batch: dict) -> dict:
-    """FLOPs of one forward and one backward (FlopCounterMode), split into adapters and the rest."""
+def count_flops(dual, batch: dict, autocast=contextlib.nullcontext) -> dict:
+    """FLOPs of one forward (under ``autocast()``, as training runs it) and one backward (FlopCounterMode), split
+    into adapters and the rest."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from mlilt.train.loop import ContrastiveModel
@@ -168,7 +175,9 @@ def count_flops(dual, batch: dict) -> dict:
 
     # One counter for both passes: it attributes backward FLOPs to modules through hooks set in forward.
     with FlopCounterMode(display=False) as mode:
-        loss = contrastive_loss(*model(batch["pixels"], batch["input_ids"], batch["attention_mask"]))
+        with autocast():  # bf16 frozen weights (cast_frozen_matmul_weights) need it, as in training
+            embeddings = model(batch["pixels"], batch["input_ids"], batch["attention_mask"])
+        loss = contrastive_loss(*embeddings)
         forward, forward_adapters = mode.get_total_flops(), adapter_flops(mode.get_flop_counts())
         loss.backward()
         total, total_adapters = mode.get_total_flops(), adapter_flops(mode.get_flop_counts())
@@ -178,6 +187,36 @@ def count_flops(dual, batch: dict) -> dict:
     counts["flops"] = counts["forward_flops"] + counts["backward_flops"]
     counts["adapter_flops"] = counts["forward_adapter_flops"] + counts["backward_adapter_flops"]
     counts["tower_flops"] = counts["flops"] - counts["adapter_flops"]  # tower matmuls, attention, head
+    return counts
+
+
+def count_copies(t, batch: dict) -> dict:
+    """``aten::copy_`` calls of one ``training_step`` (dtype casts, contiguous and bias copies) and the bytes they move.
+
+    A copy reads one source element per destination element and writes it: ``copy_bytes`` sums both.
+    ``casts`` are the copies that change the dtype. A copy into a 0-d tensor is a scalar conversion (a
+    Python number made a tensor, e.g. AdamW's step counter of each trained tensor, on the CPU), counted
+    apart as ``scalar_copies``: a few bytes each, no data moved.
+    """
+    import math
+
+    from torch.profiler import ProfilerActivity, profile
+
+    from mlilt.train.loop import training_step
+
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        training_step(t, [batch])
+    counts = {"copies": 0, "casts": 0, "copy_bytes": 0, "scalar_copies": 0}
+    for event in prof.events():
+        if event.name != "aten::copy_":
+            continue
+        (destination, *_), (to_type, from_type, *_) = event.input_shapes, event.input_dtypes
+        if not destination:
+            counts["scalar_copies"] += 1
+            continue
+        counts["copies"] += 1
+        counts["casts"] += to_type != from_type
+        counts["copy_bytes"] += math.prod(destination) * (PROFILER_DTYPE_BYTES[to_type] + PROFILER_DTYPE_BYTES[from_type])
     return counts
 
 
@@ -303,7 +342,10 @@ def run_child(args) -> dict:
         peak_mb, peak_kind = _peak_rss_mb(reset_ok)
     extra = {}
     if not args.no_flops:
-        extra.update(count_flops(t.dual, {k: v.to(accelerator.device) for k, v in batch.items()}))
+        extra.update(count_flops(t.dual, {k: v.to(accelerator.device) for k, v in batch.items()},
+                                 accelerator.autocast))
+    if args.memory_budget is None:
+        extra.update(count_copies(t, {k: v.to(accelerator.device) for k, v in batch.items()}))
     if args.profile:
         table = profile_step(t, {k: v.to(accelerator.device) for k, v in batch.items()}, args.profile)
         print(f"[{args.child} {args.child_mode}] profile of one step:\n{table}", file=sys.stderr, flush=True)
@@ -426,6 +468,8 @@ def print_table(args, rows: list[dict]) -> None:
         for base, rounds in r["time_vs_rounds"].items():
             print(f"step {r['strategy']} / {base} ({r['mode']}): {r['time_vs'][base]:.3f}x  (per round: "
                   f"{', '.join(f'{x:.3f}' for x in rounds)})")
+    if "copies" in first:
+        print_copies(rows)
     if "flops" not in first:
         return
     # How far each strategy is from its own ideal: FLOPs against clip's, beside the time against clip's.
@@ -439,6 +483,18 @@ def print_table(args, rows: list[dict]) -> None:
               f"{fmt(r['time_vs_clip']):>11}{r['flop_per_s'] / 1e9:>10.1f}")
     print("GFLOP: one step's forward / backward (FlopCounterMode; a multiply-add is 2 FLOPs); adapters: their share "
           "of the step's FLOPs; GFLOP/s: the step's FLOPs over its median time")
+
+
+def print_copies(rows: list[dict]) -> None:
+    """Copies and casts of one step per row, with their ratio to ``ln_only`` (the floor adapters add to) run the same way."""
+    print(f"\n{'strategy':<14}{'mode':<9}{'copies':>8}{'':>9}{'casts':>8}{'copy MB':>10}{'scalar':>8}")
+    for r in rows:
+        floor = next((f for f in rows if f["strategy"] == "ln_only" and f["mode"] == r["mode"]), None)
+        ratio = f"({r['copies'] / floor['copies']:.2f}x)" if floor and floor["copies"] else ""
+        print(f"{r['strategy']:<14}{r['mode']:<9}{r['copies']:>8}{ratio:>9}{r['casts']:>8}{r['copy_bytes'] / MIB:>10.1f}"
+              f"{r['scalar_copies']:>8}")
+    print("copies: aten::copy_ calls of one step on tensors (x: ratio to ln_only); casts: those that change the "
+          "dtype; copy MB: bytes they read and write; scalar: conversions of 0-d tensors (AdamW's step counters)")
 
 
 def fit_line(xs: list[float], ys: list[float]) -> tuple[float, float]:

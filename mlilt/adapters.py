@@ -43,6 +43,7 @@ class Adapter(nn.Module):
             nn.init.zeros_(self.up.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = in_compute_dtype(x)
         return x + self.up(self.act(self.down(x)))
 
     @staticmethod
@@ -68,6 +69,18 @@ class ConvAdapter(Adapter):
     @staticmethod
     def projection(n_in: int, n_out: int) -> nn.Module:
         return nn.Conv2d(n_in, n_out, kernel_size=1)
+
+
+def in_compute_dtype(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in the autocast dtype while CPU autocast is on; otherwise unchanged (fp32 stays bit-identical)."""
+    # A pre-LN ViT's residual stream is fp32 under autocast (its fp32 position embedding promotes it): an
+    # adapter on it cast its input down for its matmuls and its bf16 branch up for the fp32 sum, both again
+    # for the gradients, and handed the norm fp32 for the next matmul to cast down once more. CPU autocast
+    # runs LayerNorm and BatchNorm in their input's dtype, so this one cast serves the adapter, the norm and
+    # the matmul after it. CUDA autocast runs LayerNorm in fp32 and would cast a bf16 output straight back.
+    if x.device.type != "cpu" or not torch.is_autocast_enabled("cpu") or not x.is_floating_point():
+        return x
+    return x.to(torch.get_autocast_dtype("cpu"))
 
 
 def adapter_before(module: nn.Module, adapter: Adapter) -> nn.Sequential:

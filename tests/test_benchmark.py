@@ -30,6 +30,11 @@ def test_train_step_benchmark_reports_each_strategy_against_clip(tiny_towers):
     assert 1.5 < clip["backward_flops"] / clip["forward_flops"] < 2.5 and clip["adapter_flops"] == 0
     assert 0 < lilt["forward_adapter_flops"] < lilt["forward_flops"] and lilt["flops_vs_clip"] < 1
     assert lilt["flops"] == lilt["forward_flops"] + lilt["backward_flops"] and lilt["flop_per_s"] > 0
+    # Copies of one step: in fp32 only integer masks are cast; AdamW converts one step counter per trained tensor.
+    for r in rows:
+        assert 0 < r["copies"] and 0 < r["copy_bytes"] and r["casts"] <= 3, r
+    assert lilt["copies"] > clip["copies"]  # each adapter's two bias adds (addmm copies the bias into its output)
+    assert lilt["scalar_copies"] < clip["scalar_copies"]  # fewer trained tensors, fewer step counters
 
 
 def test_memory_budget_fits_a_line_and_checks_it_on_a_held_out_batch(tiny_towers):

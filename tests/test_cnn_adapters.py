@@ -66,6 +66,27 @@ def test_cnn_adapters_receive_gradients_and_train(tiny_model_config, name):
     assert all(p.grad is None for p in model.vision.model.parameters() if not p.requires_grad)
 
 
+def test_cnn_adapters_in_bf16_autocast_compute_what_they_did_before(monkeypatch):
+    """A CNN adapter's input is a convolution's output, bf16 under autocast already: issue 21's cast is a no-op there."""
+    torch.manual_seed(0)
+    tower = cnn_tower("tf_efficientnet_lite0").eval()
+    tower.insert_layerwise_adapters(reduction=4, zero_init=False)
+    pixels = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+
+    def embed_and_gradients():
+        tower.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = tower(pixels)
+        out.float().square().sum().backward()
+        return out, [a.down.weight.grad for a in tower.added_modules]
+
+    out, grads = embed_and_gradients()
+    monkeypatch.setattr(ConvAdapter, "forward", lambda self, x: x + self.up(self.act(self.down(x))))
+    old_out, old_grads = embed_and_gradients()
+    assert out.dtype == torch.bfloat16 and torch.equal(out, old_out)
+    assert all(g is not None and torch.equal(g, old) for g, old in zip(grads, old_grads))
+
+
 def test_efficientnet_adapters_sit_before_each_blocks_closing_norm_and_the_head_norm():
     tower = cnn_tower("tf_efficientnet_lite0")
     tower.insert_layerwise_adapters(reduction=4)
