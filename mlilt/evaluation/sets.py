@@ -335,6 +335,11 @@ class LineAlignedSet(EvalSet):
         ordered += [lang for lang in self.extra_captions if lang not in ordered]
         return ordered
 
+    def select_languages(self, requested: list[str] | None) -> list[str]:
+        """As for any set, but with nothing requested the YAML's ``default_languages`` (those present), if it lists any."""
+        defaults = [lang for lang in self.spec.get("default_languages") or [] if lang in self.languages()]
+        return defaults if not requested and defaults else super().select_languages(requested)
+
     def _where(self) -> str:
         return f" in {self.data_dir}"
 
