@@ -6,7 +6,7 @@
     mlilt search runs/emoji-xtd/lilt_lwa-s0 --images DIR "czerwony samochód" --html out.html
     mlilt export runs/emoji-xtd/lilt_lwa-s0 OUT --repo-id ORG/NAME                # hub-ready folder
     mlilt data check train.jsonl --image-root images/                   # missing images, empty captions
-    mlilt data emoji-xtd [--version 1] | mlilt data xtd10 --from DIR     # evaluation sets
+    mlilt data emoji-xtd [--version 1] | mlilt data xtd200 --download   # evaluation sets
     mlilt zoo convert all                                                # offline pretrained models
     mlilt params --text recipes/configs/architectures/bert-base-uncased.json \\
                  --vision deit_base_patch16_224 --img-size 256 --no-pretrained
@@ -115,13 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_data_parser(subparsers) -> None:
     from mlilt.data import check, emoji_xtd
-    from mlilt.evaluation.cli import add_xtd10_parser
+    from mlilt.evaluation.cli import add_install_parsers
 
     data = subparsers.add_parser("data", help="Check training data; build or install evaluation sets.")
     data_subparsers = data.add_subparsers(dest="data_command", required=True)
     check.add_subparser(data_subparsers)
     emoji_xtd.add_subparser(data_subparsers)
-    add_xtd10_parser(data_subparsers)
+    add_install_parsers(data_subparsers)
 
 
 def main(argv: list[str] | None = None) -> int:

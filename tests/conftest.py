@@ -13,7 +13,18 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+
+
+def _shared_dir() -> Path:
+    """The real data tests may read: $MLILT_SHARED, else ``shared/`` beside the checkout or (a git
+    worktree under ``wt/``) beside its parent."""
+    if os.environ.get("MLILT_SHARED"):
+        return Path(os.environ["MLILT_SHARED"])
+    candidates = [REPO.parent / "shared", REPO.parent.parent / "shared"]
+    return next((c for c in candidates if c.is_dir()), candidates[0])
+
+
+SHARED = _shared_dir()
 
 TINY_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list("abcdefghijklmnopqrstuvwxyz") + [
     "a", "cat", "dog", "red", "blue", "car", "photo", "of", "the", "on", "sits", "runs", "big", "small",

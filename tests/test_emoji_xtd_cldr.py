@@ -16,7 +16,7 @@ import pytest
 from test_emoji_xtd_v2 import HANDFUL, fake_twemoji
 
 from mlilt.data import emoji_xtd as ex
-from mlilt.evaluation.sets import load_eval_set
+from mlilt.evaluation.sets import MISSING_CAPTION, load_eval_set
 
 NEW_FILES = ("test_1kcaptions_", "meta.json")  # what extending may write; any other file keeps its bytes
 
@@ -84,7 +84,8 @@ def test_real_cldr_locales_recorded_and_exposed_to_eval(builds):
     assert {"en_GB", "es_419"} <= set(record["left_out"])  # their own names only override a few of the parent's
     emoji_xtd = load_eval_set("emoji-xtd", data_dir=builds["fresh"])
     assert emoji_xtd.languages() == meta(builds["fresh"])["languages"] == list(record["included"])
-    assert emoji_xtd.select_languages(None) == list(ex.LANGUAGES)  # mlilt eval's default stays the eight
+    assert list(emoji_xtd.select_languages(None).values()) == list(ex.LANGUAGES)  # mlilt eval's default: the eight
+    assert list(emoji_xtd.select_languages(["all"]).values()) == emoji_xtd.languages()  # --langs all: every one
 
 
 def cldr_with(tmp_path: Path, locales: dict[str, dict[str, str]]) -> Path:
@@ -124,8 +125,8 @@ def test_the_threshold_and_missing_lines(builds, tmp_path):
     assert xa[-1] == "" and len(xa) - 1 == len(listed)  # line-aligned, LF, a final newline
     for name, line in zip(listed, xa):
         emoji = ex.emoji_from_id(name.removesuffix(".png").split("/")[1])
-        expected = f"{names[emoji]} x" if emoji in locales["xa"] else ex.MISSING_CAPTION
+        expected = f"{names[emoji]} x" if emoji in locales["xa"] else MISSING_CAPTION
         assert line == expected, (name, line)  # whitespace collapsed as for the eight
-    assert xa.count(ex.MISSING_CAPTION) == (len(concepts) - k) * len(ex.STYLES)
-    assert ex.MISSING_CAPTION not in (root / "test_1kcaptions_xc_Latn.txt").read_text(encoding="utf-8").splitlines()
+    assert xa.count(MISSING_CAPTION) == (len(concepts) - k) * len(ex.STYLES)
+    assert MISSING_CAPTION not in (root / "test_1kcaptions_xc_Latn.txt").read_text(encoding="utf-8").splitlines()
     assert not list(root.glob(".*.tmp"))

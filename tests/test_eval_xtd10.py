@@ -12,12 +12,14 @@ import yaml
 from PIL import Image
 
 import mlilt
+from conftest import SHARED
 from mlilt import DualEncoder, build_model
 from mlilt.evaluation import sets as sets_module
-from mlilt.evaluation.cli import add_eval_parser, add_xtd10_parser
+from mlilt.evaluation.sets import install as install_module
+from mlilt.evaluation.cli import add_eval_parser, add_install_parsers
 from mlilt.evaluation.sets import EvalSetError, load_eval_set, read_lines
 
-XTD10 = Path(__file__).resolve().parents[1].parent / "shared" / "xtd10"
+XTD10 = SHARED / "xtd10"
 LANGS = ["en", "es", "it", "ko", "pl", "ru", "tr", "zh"]
 pytestmark = pytest.mark.skipif(not (XTD10 / "test_image_names.txt").is_file(), reason=f"no XTD10 files in {XTD10}")
 
@@ -26,7 +28,7 @@ def mlilt_cli(*argv: str) -> int:
     parser = argparse.ArgumentParser(prog="mlilt")
     sub = parser.add_subparsers(dest="command", required=True)
     add_eval_parser(sub)
-    add_xtd10_parser(sub.add_parser("data").add_subparsers(dest="data_command", required=True))
+    add_install_parsers(sub.add_parser("data").add_subparsers(dest="data_command", required=True))
     args = parser.parse_args([str(a) for a in argv])
     return args.func(args)
 
@@ -178,7 +180,8 @@ def test_a_language_added_by_file_or_flag_gets_its_row(home, tiny_run, coco_root
     assert mlilt_cli("eval", tiny_run, "--data-dir", xtd_copy, "--image-root", coco_root, "--protocol", "lilt200",
                      "--langs", "ru", "--workers", "0", "--quiet") == 0
     merged = json.loads((tiny_run / "eval" / "xtd10_lilt200.json").read_text())
-    assert list(merged["results"]) == ["sw", "fil", "ru"] and set(merged["text_probe"]) == {"sw", "fil", "ru"}
+    # ... in the set's order (its files: en, ru, sw), the language only --captions had after them.
+    assert list(merged["results"]) == ["ru", "sw", "fil"] and set(merged["text_probe"]) == {"sw", "fil", "ru"}
     assert merged["results"]["sw"] == result["results"]["sw"] and merged["cache"]["images"] == "hit"
 
 
@@ -200,10 +203,10 @@ def test_malformed_caption_files_name_file_and_line(xtd_copy):
     with pytest.raises(EvalSetError, match=r"test_1kcaptions_de\.txt:1: not valid UTF-8"):
         load_eval_set("xtd10", data_dir=xtd_copy).captions("de", "1k")
     xtd = load_eval_set("xtd10", data_dir=xtd_copy)
-    missing_sw = r"no captions for language 'sw'.*test_1kcaptions_sw\.txt.*--captions sw=PATH"
+    missing_sw = r"'sw' \(Swahili\) is not a language in xtd10.*test_1kcaptions_sw\.txt.*--captions sw=PATH"
     with pytest.raises(EvalSetError, match=missing_sw):
         xtd.select_languages(["sw"])
-    with pytest.raises(EvalSetError, match="'English' is not a language code"):
+    with pytest.raises(EvalSetError, match="'English' is not a language in xtd10.*close matches: en"):
         xtd.select_languages(["English"])
     with pytest.raises(EvalSetError, match="not a language code"):
         load_eval_set("xtd10", data_dir=xtd_copy, captions={"Swahili": "x.txt"})
@@ -244,7 +247,7 @@ def test_data_xtd10_download_up_to_the_network(tmp_path, home, monkeypatch, caps
         requested.append(url)
         return (XTD10 / url.rsplit("/", 1)[-1]).read_bytes()
 
-    monkeypatch.setattr(sets_module, "fetch_url", fake_fetch)
+    monkeypatch.setattr(install_module, "fetch_url", fake_fetch)
     assert mlilt_cli("data", "xtd10", "--download") == 0
     dest = home / "data" / "xtd10"
     assert sorted(p.name for p in dest.iterdir()) == sorted(spec["source"]["files"])
@@ -254,7 +257,7 @@ def test_data_xtd10_download_up_to_the_network(tmp_path, home, monkeypatch, caps
     assert "noncommercial" in capsys.readouterr().out
 
     # A corrupted download is refused.
-    monkeypatch.setattr(sets_module, "fetch_url", lambda url, timeout=60.0: b"not the file")
+    monkeypatch.setattr(install_module, "fetch_url", lambda url, timeout=60.0: b"not the file")
     with pytest.raises(EvalSetError, match="sha256"):
         mlilt_cli("data", "xtd10", "--download", "--data-dir", tmp_path / "bad")
     assert hashlib.sha256((dest / "LICENSE.md").read_bytes()).hexdigest() == \
@@ -294,8 +297,18 @@ def test_a_jsonl_manifest_set(home, tiny_run, tmp_path, cpu_bf16):
     assert mlilt_cli("eval", tiny_run, "--eval-set", manifest, "--precision", "fp32", "--workers", "0", "--quiet") == 0
     result = json.loads((tiny_run / "eval" / "pairs_all.json").read_text())
     assert result["settings"]["precision"] == "fp32"
-    assert result["counts"] == {"en": {"images": 6, "captions": 12}, "de": {"images": 4, "captions": 4}}
+    # German describes 4 of the 6 images: by default both are scored on those 4 (the shared pool) ...
+    assert result["counts"] == {"en": {"images": 4, "captions": 8}, "de": {"images": 4, "captions": 4}}
+    assert result["pool"] == {"kind": "shared", "images": 4} and result["num_images"] == 6
     assert "text_probe" not in result
+    # ... and with --pool own each on all it has.
+    assert mlilt_cli("eval", tiny_run, "--eval-set", manifest, "--pool", "own", "--out", folder / "own.json",
+                     "--precision", "fp32", "--workers", "0", "--quiet") == 0
+    own = json.loads((folder / "own.json").read_text())
+    assert own["counts"] == {"en": {"images": 6, "captions": 12}, "de": {"images": 4, "captions": 4}}
+    assert own["pool"] == {"kind": "own", "images": 6} and own["results"]["de"] == result["results"]["de"]
+    assert own["languages"]["en"] == {"code": "en", "name": "English", "cc100_gib": own["languages"]["en"]["cc100_gib"],
+                                      "tier": 5, "images": 6}
     # bf16 autocast runs (emulated on CPUs without native bf16) and stores fp32 embeddings.
     assert mlilt_cli("eval", tiny_run, "--eval-set", manifest, "--precision", "bf16", "--out", folder / "bf16.json",
                      "--workers", "0", "--quiet") == 0

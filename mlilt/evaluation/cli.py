@@ -1,7 +1,8 @@
-"""``mlilt eval`` (retrieval, text probe, leakage; zero-shot) and ``mlilt data xtd10``.
+"""``mlilt eval`` (retrieval, text probe, leakage; zero-shot) and ``mlilt data xtd10|xtd200|xm3600|...``.
 
     mlilt data xtd10 --download                       # caption files into $MLILT_HOME/data/xtd10
     mlilt data xtd10 --from ~/Downloads/XTD10         # or from a local copy
+    mlilt data xtd200 --download                      # likewise xm3600, multi30k, flickr30k-200
     mlilt eval runs/lilt_lwa --image-root ~/coco2014                     # xtd10, protocol 1k, all languages
     mlilt eval runs/lilt_lwa --protocol lilt200 --langs ru,tr --exclude-overlap
     mlilt eval runs/lilt_lwa --captions sw=captions_sw.txt --langs sw
@@ -11,7 +12,7 @@
     mlilt eval --preset frozen --text bert-base-multilingual-cased --vision deit_base_patch16_224 ...
     mlilt eval runs/lilt_lwa --task zeroshot --dataset data/pets --template de="ein Foto von {}"
 
-Mount with ``add_eval_parser(subparsers)`` and ``add_xtd10_parser(data_subparsers)``.
+Mount with ``add_eval_parser(subparsers)`` and ``add_install_parsers(data_subparsers)``.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def _langs(value: str | None) -> list[str] | None:
 
 def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``mlilt eval``."""
+    from mlilt.evaluation.sets import POOLS
     from mlilt.strategies import PRESETS
 
     p = subparsers.add_parser(
@@ -71,7 +73,12 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
                                         "noto | twemoji | openmoji, each also printed; default: the set's first).")
     ret.add_argument("--data-dir", help="Folder of the set's files (default: $MLILT_HOME/data/<set>).")
     ret.add_argument("--image-root", help="Image folder (xtd10: COCO 2014 with train2014/ and val2014/).")
-    ret.add_argument("--langs", help="Comma-separated languages (default: every language of the set).")
+    ret.add_argument("--langs", help="Comma-separated languages in any form (sw, swh_Latn, SW, zh-Hant), 'all' "
+                                     "or a resource tier (tier0 ... tier5); default: every language of the set.")
+    ret.add_argument("--pool", choices=POOLS, default=None,
+                     help="When some languages lack captions for some images: score every language on the "
+                          "images they all have (shared; the default unless the set says otherwise) or each "
+                          "on all it has (own).")
     ret.add_argument("--captions", action="append", metavar="LANG=PATH",
                      help="A line-aligned caption file for a language (adds or replaces it); repeatable.")
     ret.add_argument("--probe", action=argparse.BooleanOptionalAction, default=True,
@@ -184,6 +191,9 @@ def run_eval(args) -> int:
                       if args.eval_set != "xtd10" else " (the default; --eval-set chooses another)"), file=sys.stderr)
         eval_set = load_eval_set(args.eval_set, data_dir=args.data_dir, image_root=args.image_root,
                                  captions=_key_values(args.captions, "--captions"))
+        protocol = eval_set.check_protocol(args.protocol)
+        for part in eval_set.protocol_parts(protocol) or [protocol]:  # before the model takes seconds to load
+            eval_set.select_languages(_langs(args.langs), part)
         loaded = _load(args)
         source = None
         if args.train_data:
@@ -191,7 +201,7 @@ def run_eval(args) -> int:
                       "image_root": args.train_image_root, "split": "train"}
         result = harness.evaluate_retrieval(loaded, eval_set, args.protocol, _langs(args.langs), opts=opts,
                                             probe=args.probe, exclude_overlap=args.exclude_overlap,
-                                            train_source=source, quiet=args.quiet)
+                                            train_source=source, quiet=args.quiet, pool=args.pool)
         name = f"{eval_set.name}_{result['protocol']}"
         table = harness.format_table(result)
     out = Path(args.out) if args.out else harness.default_result_path(loaded, name)
@@ -203,39 +213,61 @@ def run_eval(args) -> int:
     return 0
 
 
-def add_xtd10_parser(data_subparsers) -> argparse.ArgumentParser:
-    """Register ``mlilt data xtd10``."""
-    p = data_subparsers.add_parser(
-        "xtd10", help="Install the XTD10 caption files (download, or from a local copy).",
-        description="Install the XTD10 test captions (Aggarwal & Kale 2020; Adobe Research License: "
-                    "noncommercial research use only) into the data directory. The images are COCO 2014's: "
-                    "pass your COCO folder to mlilt eval --image-root.")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--download", action="store_true", help="Fetch the files from the published repository.")
-    src.add_argument("--from", dest="from_dir", metavar="DIR", help="Copy them from a local copy (with LICENSE.md).")
-    p.add_argument("--data-dir", help="Destination (default: $MLILT_HOME/data/xtd10).")
-    p.add_argument("--force", action="store_true", help="Overwrite files already there.")
-    p.set_defaults(func=run_xtd10)
-    return p
+def installable_sets() -> dict[str, dict]:
+    """Sets whose YAML lists published files to install (``source.files``), by name."""
+    from mlilt.evaluation.sets import available_eval_sets, read_spec
+
+    found = {}
+    for name, path in available_eval_sets().items():
+        try:
+            spec = read_spec(path)
+        except ValueError:
+            continue  # a broken user YAML must not break `mlilt data`; `mlilt eval --eval-set` reports it
+        if (spec.get("source") or {}).get("files"):
+            found[name] = spec
+    return found
 
 
-def run_xtd10(args) -> int:
-    from mlilt.evaluation.sets import default_data_dir, find_spec_file, install_set, load_eval_set, read_spec
+def add_install_parsers(data_subparsers) -> None:
+    """Register ``mlilt data NAME`` for every set with published files (xtd10, xtd200, xm3600 ...)."""
+    for name, spec in installable_sets().items():
+        licence = spec.get("licence") or {}
+        p = data_subparsers.add_parser(
+            name, help=f"Install the {name} caption files (download, or from a local copy).",
+            description=f"Install the {name} files into the data directory ({licence.get('name')}: "
+                        f"{licence.get('terms')}). The images are not included: pass your own folder to "
+                        "mlilt eval --image-root.")
+        src = p.add_mutually_exclusive_group(required=True)
+        src.add_argument("--download", action="store_true", help="Fetch the files from the published source.")
+        src.add_argument("--from", dest="from_dir", metavar="DIR", help="Copy them from a local copy.")
+        p.add_argument("--data-dir", help=f"Destination (default: $MLILT_HOME/data/{name}).")
+        p.add_argument("--force", action="store_true", help="Overwrite files already there.")
+        p.set_defaults(func=run_install, eval_set=name)
 
-    spec = read_spec(find_spec_file("xtd10"))
+
+def run_install(args) -> int:
+    from mlilt.evaluation.sets import (default_data_dir, find_spec_file, install_set, load_eval_set, read_spec,
+                                       unverified)
+
+    spec = read_spec(find_spec_file(args.eval_set))
     dest = Path(args.data_dir).expanduser() if args.data_dir else default_data_dir(spec)
     licence, source = spec.get("licence") or {}, spec.get("source") or {}
-    print(f"XTD10 captions -- {licence.get('name')}: {licence.get('terms')}\n"
+    print(f"{spec['name']} -- {licence.get('name')}: {licence.get('terms')}\n"
           f"  licence: {licence.get('url')}\n"
-          f"  source:  {source.get('homepage')} (commit {source.get('commit', '')[:7]})")
+          f"  source:  {source.get('homepage')} (commit {str(source.get('commit', ''))[:7]})")
+    unchecked = unverified(spec)
+    if args.download and unchecked:
+        print(f"  not verified: no published sha256 is recorded for {', '.join(unchecked)}")
     try:
         written = install_set(spec, dest, from_dir=args.from_dir, download=args.download, force=args.force)
     except OSError as err:
         if isinstance(err, FileNotFoundError):
             raise
-        print(f"mlilt data xtd10: error: {err}", file=sys.stderr)
+        print(f"mlilt data {spec['name']}: error: {err}", file=sys.stderr)
         return 1
-    installed = load_eval_set("xtd10", data_dir=dest)
-    print(f"installed {len(written)} files in {dest} (languages: {', '.join(installed.languages())}); "
-          f"by using them you accept {dest / 'LICENSE.md'}")
+    installed = load_eval_set(spec["name"], data_dir=dest)
+    codes = installed.languages()
+    shown = ", ".join(codes) if len(codes) <= 12 else f"{len(codes)}: {', '.join(codes[:8])} ..."
+    print(f"installed {len(written)} files in {dest} (languages: {shown}); by using them you accept "
+          f"the terms above")
     return 0

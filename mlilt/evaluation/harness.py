@@ -49,7 +49,10 @@ import torch.nn.functional as F
 
 from mlilt.evaluation import gallery
 from mlilt.evaluation.retrieval import DEFAULT_CHUNK_SIZE, retrieval_recall
+from mlilt.evaluation.languages import canonical
+from mlilt.evaluation.languages import info as language_info
 from mlilt.evaluation.sets import Captions, EvalImage, EvalSet
+from mlilt.evaluation.sets.base import check_pool, is_language_code
 from mlilt.paths import mlilt_home
 
 PRECISIONS = ("auto", "bf16", "fp32")
@@ -383,9 +386,13 @@ def _say(message: str, quiet: bool = False) -> None:
 def evaluate_retrieval(loaded: LoadedModel, eval_set: EvalSet, protocol: str | None = None,
                        langs: list[str] | None = None, *, opts: EncodeOptions | None = None,
                        probe: bool = True, exclude_overlap: bool = False,
-                       train_source: dict | None = None, quiet: bool = False) -> dict:
+                       train_source: dict | None = None, quiet: bool = False, pool: str | None = None) -> dict:
     """Recall@1/5/10 per language (and the text probe) of a model on a set's protocol, as a result dict.
 
+    ``langs``: codes in any form the set's files can be named by (``sw``, ``swh_Latn``, ``RU``), ``all``
+    or tier keywords (``mlilt.evaluation.languages.resolve``); results are keyed by canonical tag.
+    ``pool``: ``shared`` scores every language on the images all of them have captions for (the same
+    images for all), ``own`` each on all it has; default: what the set says (``shared`` unless told).
     ``train_source`` (``{"train_data", "train_format", "image_root", "split"}``) defaults to what the
     run recorded it was trained on; the leakage check reads it.
     """
@@ -401,20 +408,25 @@ def evaluate_retrieval(loaded: LoadedModel, eval_set: EvalSet, protocol: str | N
             _say(f"{eval_set.name}/{part}", quiet)
             results[part] = evaluate_retrieval(loaded, eval_set, part, langs, opts=opts, probe=probe,
                                                exclude_overlap=exclude_overlap, train_source=train_source,
-                                               quiet=quiet)
+                                               quiet=quiet, pool=pool)
         return average_results(protocol, results)
-    langs = eval_set.select_languages(langs)
+    selected = eval_set.select_languages(langs, protocol)  # {tag: the set's code}
+    order = {code: i for i, code in enumerate(eval_set.languages(protocol))}
+    selected = dict(sorted(selected.items(), key=lambda item: order[item[1]]))  # the set's order, as reports show it
+    pool = check_pool(pool, "pool") or eval_set.pool(protocol)
     # Read (and check) every caption file before the expensive image pass.
-    captions = {lang: eval_set.captions(lang, protocol) for lang in langs}
+    captions = {tag: eval_set.captions(code, protocol) for tag, code in selected.items()}
     notes = list(loaded.notes)
+    english = next((code for code in eval_set.languages(protocol) if is_language_code(code)
+                    and canonical(code) == PROBE_LANG), None)
     if probe and not eval_set.parallel:
         probe = False
         notes.append("text probe skipped: the set's captions are not parallel across languages")
-    elif probe and PROBE_LANG not in eval_set.languages():
+    elif probe and english is None:
         probe = False
         notes.append(f"text probe skipped: the set has no {PROBE_LANG!r} captions to pair with")
     if probe and PROBE_LANG not in captions:
-        captions[PROBE_LANG] = eval_set.captions(PROBE_LANG, protocol)
+        captions[PROBE_LANG] = eval_set.captions(english, protocol)
     images = eval_set.images(protocol)
 
     overlap, why = _leakage(images, train_source, opts.progress and not quiet)
@@ -434,6 +446,10 @@ def evaluate_retrieval(loaded: LoadedModel, eval_set: EvalSet, protocol: str | N
             raise ValueError(f"--exclude-overlap: every {eval_set.name}/{protocol} image occurs in the training data")
     kept_images = [images[i] for i in keep]
     check_image_files(kept_images, f"{eval_set.name}/{protocol}")
+    pool_images = shared_pool(captions, selected, keep) if pool == "shared" else keep
+    if not pool_images:
+        raise ValueError(f"{eval_set.name}/{protocol}: no image has a caption in every one of "
+                         f"{', '.join(selected)}; --pool own scores each language on the images it has")
 
     model = loaded.model.eval().to(opts.torch_device())
     cache = EmbeddingCache(enabled=opts.cache)
@@ -449,43 +465,53 @@ def evaluate_retrieval(loaded: LoadedModel, eval_set: EvalSet, protocol: str | N
     image_embeds = image_embeds["embeds"]
     image_seconds = time.perf_counter() - start
 
-    text_seconds, text_cache, texts, results, counts, scored = 0.0, {}, {}, {}, {}, {}
+    text_seconds, text_cache, texts, results, counts, scored, pooled = 0.0, {}, {}, {}, {}, {}, {}
+    position = {old: new for new, old in enumerate(keep)}
     for lang, caps in captions.items():
-        caps, used = _restrict(caps, keep)
+        caps, used = _restrict(caps, pool_images)
         if not caps.texts:
-            raise ValueError(f"{eval_set.name}/{protocol}: no {lang} captions left after excluding overlap")
+            raise ValueError(f"{eval_set.name}/{protocol}: no {lang} captions left in the pool "
+                             "(after excluding overlap and images without captions)")
+        pooled[lang] = (caps, used)
         start = time.perf_counter()
         parts = {"kind": "texts", "model": loaded.identity, "texts": sha_lines(caps.texts), "precision": precision}
         texts[lang], text_cache[lang] = cache.get_or_compute(
             parts, lambda: encode_texts(model, caps.texts, opts, pooled=True, desc=f"captions {lang}"))
         text_seconds += time.perf_counter() - start
-        if lang in langs:
-            position = {old: new for new, old in enumerate(keep)}
+        if lang in selected:
             rows = torch.tensor([position[i] for i in used])
             results[lang] = retrieval_recall(image_embeds[rows], texts[lang]["embeds"], caps.image_index,
                                              chunk_size=opts.chunk_size)
             counts[lang] = {"images": len(used), "captions": len(caps.texts)}
+            if captions[lang].missing:
+                counts[lang]["missing"] = captions[lang].missing
             names = [images[i].name for i in used]
             scored[lang] = gallery.Scored(caps.texts, [names[i] for i in caps.image_index], names,
                                           image_embeds[rows], texts[lang]["embeds"])
 
     text_probe = None
     if probe:
-        english = texts[PROBE_LANG]["pooled"]
-        aligned = torch.arange(len(english))
         text_probe = {}
-        for lang in langs:
+        for lang in selected:
             if lang == PROBE_LANG:
                 continue
-            r = retrieval_recall(english, texts[lang]["pooled"], aligned, ks=(1,), chunk_size=opts.chunk_size)
+            en_rows, x_rows = _paired_rows(pooled[PROBE_LANG], pooled[lang])
+            r = retrieval_recall(texts[PROBE_LANG]["pooled"][en_rows], texts[lang]["pooled"][x_rows],
+                                 torch.arange(len(en_rows)), ks=(1,), chunk_size=opts.chunk_size)
             text_probe[lang] = {"en->x@1": r["TR@1"], "x->en@1": r["IR@1"]}
 
+    set_info = eval_set.describe()
+    set_info["language_order"] = [canonical(code) for code in eval_set.languages(protocol) if is_language_code(code)]
     return {
         "mlilt_version": __version__, "task": "retrieval",
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "run": loaded.run, "model_key": cache_key(loaded.identity), "eval_set": eval_set.name,
-        "eval_set_info": eval_set.describe(), "protocol": protocol,
+        "eval_set_info": set_info, "protocol": protocol,
         "num_images": len(kept_images),
+        "pool": {"kind": pool, "images": len(pool_images) if pool == "shared" else
+                 len({i for lang in selected for i in pooled[lang][1]})},
+        "languages": {lang: {"code": code, **_language_facts(lang), "images": counts[lang]["images"]}
+                      for lang, code in selected.items()},
         "leakage": {"overlap": None if overlap is None else len(overlap), "excluded": bool(exclude_overlap and overlap),
                     "excluded_count": len(overlap) if exclude_overlap and overlap else 0,
                     "train_data": (train_source or {}).get("train_data")},
@@ -501,6 +527,30 @@ def evaluate_retrieval(loaded: LoadedModel, eval_set: EvalSet, protocol: str | N
                      "text_batch_size": opts.text_batch_size, "tie_rule": "pessimistic"},
         "notes": notes,
     }
+
+
+def shared_pool(captions: dict[str, Captions], selected: dict[str, str], keep: list[int]) -> list[int]:
+    """The kept image positions that every selected language has a caption for, in order."""
+    have = set(keep)
+    for lang in selected:
+        have &= set(captions[lang].image_index)
+    return [i for i in keep if i in have]
+
+
+def _paired_rows(english: tuple[Captions, list[int]], other: tuple[Captions, list[int]]
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of the English and the other language's captions describing the same images, image by image."""
+    by_image = []
+    for caps, used in (english, other):
+        by_image.append({used[image]: row for row, image in enumerate(caps.image_index)})
+    both = [i for i in by_image[0] if i in by_image[1]]
+    return torch.tensor([by_image[0][i] for i in both]), torch.tensor([by_image[1][i] for i in both])
+
+
+def _language_facts(tag: str) -> dict:
+    """Name, CC-100 size and resource tier of a language, as the result's ``languages`` records them."""
+    facts = language_info(tag)
+    return {"name": facts["name"], "cc100_gib": facts["cc100_gib"], "tier": facts["tier"]}
 
 
 def _mean_table(tables: list[dict]) -> dict:
@@ -523,7 +573,8 @@ def average_results(protocol: str, parts: dict[str, dict]) -> dict:
     out.update({
         "protocol": protocol, "averaged_over": list(parts), "num_images": sum(r["num_images"] for r in done),
         "results": _mean_table([r["results"] for r in done]),
-        "counts": {lang: {k: sum(r["counts"][lang][k] for r in done) for k in first["counts"][lang]}
+        "counts": {lang: {k: sum(r["counts"][lang].get(k, 0) for r in done)
+                          for k in dict.fromkeys(k for r in done for k in r["counts"][lang])}
                    for lang in first["counts"]},
         "leakage": {**leaks[0], "overlap": None if None in overlaps else sum(overlaps),
                     "excluded": any(leak.get("excluded") for leak in leaks),
@@ -532,9 +583,14 @@ def average_results(protocol: str, parts: dict[str, dict]) -> dict:
         "cache": {"images": ", ".join(f"{name} {r['cache'].get('images')}" for name, r in parts.items()),
                   "texts": {name: r["cache"].get("texts") for name, r in parts.items()}},
         "notes": list(dict.fromkeys(n for r in done for n in r.get("notes", []))),
-        "protocols": {name: {k: r[k] for k in ("num_images", "results", "counts", "text_probe", "leakage")
+        "protocols": {name: {k: r[k] for k in ("num_images", "pool", "results", "counts", "text_probe", "leakage")
                              if k in r} for name, r in parts.items()},
     })
+    if all("pool" in r for r in done):
+        out["pool"] = {"kind": first["pool"]["kind"], "images": sum(r["pool"]["images"] for r in done)}
+    if all("languages" in r for r in done):
+        out["languages"] = {lang: {**facts, "images": sum(r["languages"][lang]["images"] for r in done)}
+                            for lang, facts in first["languages"].items()}
     if all(r.get("text_probe") for r in done):
         out["text_probe"] = _mean_table([r["text_probe"] for r in done])
     return out
@@ -552,7 +608,8 @@ def merge_previous(result: dict, path: str | os.PathLike) -> dict:
     """Keep the languages of an earlier result at ``path`` that this run did not score.
 
     Only when it scored the same model (``model_key``) on the same images with the same exclusion;
-    otherwise the new result replaces it. So ``--langs sw`` adds a row instead of dropping the others.
+    otherwise the new result replaces it. So ``--langs sw`` adds a row instead of dropping the others,
+    and every table of the merged result lists its languages in the set's order.
     """
     path = Path(path)
     if not path.is_file():
@@ -562,27 +619,38 @@ def merge_previous(result: dict, path: str | os.PathLike) -> dict:
     except (OSError, json.JSONDecodeError):
         return result
     same = all(old.get(k) == result.get(k) for k in ("task", "model_key", "eval_set", "protocol", "num_images")) \
-        and (old.get("leakage") or {}).get("excluded") == (result.get("leakage") or {}).get("excluded")
+        and (old.get("leakage") or {}).get("excluded") == (result.get("leakage") or {}).get("excluded") \
+        and (old.get("pool") or {}).get("kind", "shared") == (result.get("pool") or {}).get("kind", "shared")
     kept = [lang for lang in old.get("results", {}) if lang not in result["results"]] if same else []
     if not kept:
         return result
+    order = _language_order(result, old)
+
+    def merged_table(new: dict | None, earlier: dict | None) -> dict:
+        table = {**{k: v for k, v in (earlier or {}).items() if k in kept}, **(new or {})}
+        return {k: table[k] for k in sorted(table, key=order)}
+
     merged = dict(result)
-    for part in ("results", "counts", "text_probe"):
+    for part in ("results", "counts", "text_probe", "languages"):
         if part in old or part in result:
-            merged[part] = {**{k: v for k, v in (old.get(part) or {}).items() if k in kept},
-                            **(result.get(part) or {})}
+            merged[part] = merged_table(result.get(part), old.get(part))
     if "gallery" in old and "gallery" in result:
         merged["gallery"] = gallery.merge(old["gallery"], result["gallery"], kept)
     if "protocols" in result:  # the per-style results keep their earlier languages too
         merged["protocols"] = {
-            name: {**part, **{field: {**{k: v for k, v in ((old.get("protocols") or {}).get(name, {})
-                                                           .get(field) or {}).items() if k in kept},
-                                      **(part.get(field) or {})}
+            name: {**part, **{field: merged_table(part.get(field), (old.get("protocols") or {}).get(name, {}).get(field))
                               for field in ("results", "counts", "text_probe") if field in part}}
             for name, part in result["protocols"].items()}
     merged["notes"] = list(result.get("notes", [])) + [
         f"kept from the earlier result ({old.get('created')}): {', '.join(kept)}"]
     return merged
+
+
+def _language_order(result: dict, old: dict) -> Callable[[str], tuple[int, int]]:
+    """Sort key of a language: its place in the set (as the new result recorded it), else in the old result."""
+    in_set = {lang: i for i, lang in enumerate((result.get("eval_set_info") or {}).get("language_order") or [])}
+    earlier = {lang: i for i, lang in enumerate([*old.get("results", {}), *result.get("results", {})])}
+    return lambda lang: (in_set.get(lang, len(in_set)), earlier.get(lang, 0))
 
 
 def write_result(result: dict, path: str | os.PathLike) -> Path:
@@ -609,16 +677,23 @@ def format_table(result: dict) -> str:
         head += f"\ntraining overlap: {leak['overlap']} images" + (" (excluded)" if leak.get("excluded") else "")
     probe = result.get("text_probe") or {}
     columns = ["TR@1", "TR@5", "TR@10", "IR@1", "IR@5", "IR@10", "mean"]
-    lines = [head, f"{'lang':<6}" + "".join(f"{c:>7}" for c in columns) + ("   en->x@1 x->en@1" if probe else "")]
+    pool = result.get("pool") or {}
+    if pool.get("kind") == "shared" and pool.get("images") != result["num_images"]:
+        head += f"\nshared pool: {pool['images']} images with a caption in every language (--pool own: each its own)"
+    names = {lang: facts.get("name") or "" for lang, facts in (result.get("languages") or {}).items()}
+    width = max([6] + [len(lang) + 1 for lang in result["results"]])
+    name_width = max([0] + [min(len(n), 18) + 2 for n in names.values()])
+    lines = [head, f"{'lang':<{width}}{'':<{name_width}}" + "".join(f"{c:>7}" for c in columns)
+             + ("   en->x@1 x->en@1" if probe else "")]
     for lang, scores in result["results"].items():
-        row = f"{lang:<6}" + "".join(f"{scores[c]:>7.1f}" for c in columns)
+        row = f"{lang:<{width}}{names.get(lang, '')[:18]:<{name_width}}" + "".join(f"{scores[c]:>7.1f}" for c in columns)
         if probe:
             p = probe.get(lang)
             row += f"   {p['en->x@1']:>7.1f} {p['x->en@1']:>7.1f}" if p else f"   {'-':>7} {'-':>7}"
         lines.append(row)
     if len(result["results"]) > 1:
         avg = {c: sum(s[c] for s in result["results"].values()) / len(result["results"]) for c in columns}
-        lines.append(f"{'avg':<6}" + "".join(f"{avg[c]:>7.1f}" for c in columns))
+        lines.append(f"{'avg':<{width + name_width}}" + "".join(f"{avg[c]:>7.1f}" for c in columns))
     lines += _protocols_table(result)
     t = result.get("timings") or {}
     lines.append(f"image encoding {t.get('image_encoding_s', 0):.1f} s ({result.get('cache', {}).get('images')}), "

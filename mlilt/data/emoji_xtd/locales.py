@@ -12,13 +12,12 @@ import json
 import os
 from pathlib import Path
 
+from mlilt.evaluation.sets.base import MISSING_CAPTION  # the line-aligned reader leaves such an image out
+
 from .cldr import cldr_locales, find_cldr, load_cldr_names
 from .concepts import emoji_from_id
 from .sources import cldr_source
 
-# The line-aligned reader's "no caption for this image in this language"; the same literal as
-# mlilt.evaluation.sets.MISSING_CAPTION (branch i19sets), kept here until that constant is merged.
-MISSING_CAPTION = "<missing>"
 COVERAGE_THRESHOLD = 0.60  # low on purpose: Yoruba, Igbo, Xhosa, Maori, Wolof name ~69 % of the test concepts
 TEST_IMAGES = "test_image_names.txt"
 TEST_CAPTIONS = "test_1kcaptions_{lang}.txt"
