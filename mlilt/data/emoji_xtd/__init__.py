@@ -2,8 +2,9 @@
 
 Captions are the human-written CLDR short names (the ``tts`` annotations of ``common/annotations``
 and ``common/annotationsDerived``, Debian ``unicode-cldr-core``) in en ru pl tr zh ko it es. Only
-emoji with a name in all eight languages are kept (v2 adds test captions in every other CLDR locale
-that names >= 60 % of the test concepts, ``<missing>`` where it names none: :mod:`.locales`); skin-tone variants are dropped. Items are split
+emoji with a name in all eight languages are kept; skin-tone variants are dropped. v2 adds test
+captions in every other CLDR locale that names >= 60 % of the test concepts, ``<missing>`` where it
+names none (:mod:`.locales`). Items are split
 ~75 % train / ~25 % test by a hash of a group key, with near-duplicates (gendered or person variants,
 families, couples, clocks, keycaps, moon phases, ZWJ variants of one base emoji, pixel-identical
 renders such as flags that share an image) kept on one side.

@@ -213,7 +213,6 @@ def _candidates(names: dict[str, dict[str, str]]) -> list[str]:
     return sorted(set().union(*names.values()), key=lambda e: [ord(c) for c in e])
 
 
-
 def training_captions(name: str, keywords: list[str]) -> list[str]:
     """The CLDR name, then each keyword that is not the name again (case-insensitive)."""
     seen, out = set(), []

@@ -34,7 +34,6 @@ _ALIASES = {
 }
 
 
-
 def emoji_id(emoji: str) -> str:
     """File stem of an emoji: its code points (U+FE0F removed) in lowercase hex joined by ``_``."""
     return "_".join(f"{ord(c):x}" for c in emoji if ord(c) != _VS16)
