@@ -105,3 +105,18 @@ def test_languages_are_checked_before_the_model_loads_and_keep_the_set_order(emo
     assert list(result["results"]) == ["en", "ru"] and list(result["languages"]) == ["en", "ru"]
     assert list(result["counts"]) == ["en", "ru"] and result["languages"]["ru"]["code"] == "ru"
     assert result["eval_set_info"]["language_order"] == ["en", "ru"]
+
+
+def test_a_sets_default_languages_are_the_default(emoji_like, tmp_path, monkeypatch):
+    import yaml as yaml_module
+
+    from mlilt.evaluation.sets import find_spec_file
+
+    spec = yaml_module.safe_load(find_spec_file("emoji-xtd-v1").read_text())
+    spec["default_languages"] = ["ru", "sw"]                 # sw has no file here: left out of the default
+    (tmp_path / "sets").mkdir()
+    (tmp_path / "sets" / "emoji-xtd-v1.yaml").write_text(yaml_module.safe_dump(spec))
+    monkeypatch.setenv("MLILT_EVAL_SETS", str(tmp_path / "sets"))
+    emoji = load_eval_set("emoji-xtd-v1")
+    assert emoji.select_languages(None) == {"ru": "ru"}
+    assert emoji.select_languages(["all"]) == {"en": "en", "ru": "ru"}

@@ -69,6 +69,25 @@ def test_flores_iso_and_bcp47_codes_round_trip(flores):
         resolve(["quz"], flores, where="xtd200")
 
 
+XM3600 = ("ar bn cs da de el en es fa fi fil fr he hi hr hu id it ja ko mi nl no pl pt quz ro ru sv sw te th tr uk "
+          "vi zh").split()
+
+
+def test_a_language_has_the_same_tag_in_xm3600_and_xtd200(flores):
+    assert len({canonical(code) for code in XM3600}) == 36
+    # 34 of XM3600's languages are in XTD200 under their FLORES codes, and keyed by the same tag...
+    same = [code for code in XM3600 if code not in ("no", "quz")]
+    both = resolve(same, flores, where="xtd200")
+    assert list(both) == [canonical(code) for code in same]
+    assert [both[tag] for tag in ("sw", "fil", "mi", "zh", "fa", "he")] == [
+        "swh_Latn", "tgl_Latn", "mri_Latn", "zho_Hans", "pes_Arab", "heb_Hebr"]
+    # ...and two are not the same language: Norwegian (XTD200 has Bokmål and Nynorsk), Cusco Quechua (Ayacucho).
+    with pytest.raises(LanguageError, match="'no' names 2 languages in xtd200: nno_Latn .*, nob_Latn"):
+        resolve(["no"], flores, where="xtd200")
+    with pytest.raises(LanguageError, match="'quz' \\(Quechua\\) is not .*close matches: quy_Latn"):
+        resolve(["quz"], flores, where="xtd200")
+
+
 def test_codes_are_case_and_separator_insensitive():
     assert canonical("SW") == canonical("sw") == canonical("Swh_latn") == canonical("SWH-LATN") == "sw"
     assert canonical("ZHO_HANT") == canonical("zh_Hant") == "zh-Hant"
@@ -98,6 +117,12 @@ def test_unknown_and_ambiguous_requests_name_the_candidates():
         resolve(["swahli"], files, where="xtd200")
     with pytest.raises(LanguageError, match="'fr' \\(French\\) is not a language in xtd200"):
         resolve(["fr"], files, where="xtd200")
+    # An individual language is not swapped for another of its macrolanguage, but they are offered.
+    with pytest.raises(LanguageError, match="'nb' \\(Norwegian Bokmål\\) is not a language in xm3600; "
+                                            "close matches: no \\(Norwegian\\)"):
+        resolve(["nb"], ["en", "no", "fil", "quz"], where="xm3600")
+    with pytest.raises(LanguageError, match="'apc' .* close matches: ary_Arab \\(Moroccan Arabic\\), arz_Arab"):
+        resolve(["apc"], files)
     with pytest.raises(LanguageError, match="'ar' names 3 languages in xtd200: ary_Arab \\(Moroccan Arabic\\), "
                                             "arz_Arab \\(Egyptian Arabic\\), acm_Arab \\(Mesopotamian Arabic"):
         resolve(["ar"], files, where="xtd200")
@@ -120,10 +145,12 @@ def test_all_and_tiers_select_available_codes_in_request_order():
         resolve(["tier4"], files, where="xtd200")
 
 
-def test_two_available_codes_for_one_language_are_told_apart_only_by_full_code():
-    assert resolve(["sw"], ["sw", "swh_Latn"]) == {"sw": "sw"}  # the exact code wins
-    with pytest.raises(LanguageError, match="'sw' and 'swh_Latn' in set are the same language \\(sw, Swahili\\)"):
-        resolve(["all"], ["sw", "swh_Latn"], where="set")
+def test_two_available_codes_for_one_language():
+    cldr = ["en", "sr", "sr_Cyrl", "sr_Latn"]  # CLDR has both sr and sr_Cyrl
+    assert resolve(["sr_Cyrl"], cldr) == {"sr": "sr_Cyrl"}  # the exact code wins
+    assert resolve(["all"], cldr) == {"en": "en", "sr": "sr", "sr-Latn": "sr_Latn"}  # a keyword takes the first
+    with pytest.raises(LanguageError, match="'sr' and 'sr_Cyrl' in cldr are the same language \\(sr, Serbian\\)"):
+        resolve(["sr", "sr_Cyrl"], cldr, where="cldr")
 
 
 def test_cldr_locales_resolve_by_script():

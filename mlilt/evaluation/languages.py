@@ -49,6 +49,7 @@ def canonical(code: str) -> str:
     return lang.to_tag()
 
 
+@lru_cache(maxsize=None)
 def english_name(code: str) -> str:
     """The English name of CODE's language ('sw' -> 'Swahili', 'zh-Hant' -> 'Chinese (Traditional)')."""
     return langcodes.Language.get(canonical(code)).display_name("en")
@@ -58,7 +59,8 @@ def resolve(requested: Iterable[str], available: Iterable[str], *, where: str = 
     """Map each requested code (or 'all', or a tier keyword) to the one available code it names, keyed by tag.
 
     REQUESTED may also be one comma-separated string ('sw,yo,am'). The keywords win over the codes they spell
-    ('all' is also Allar's ISO 639-3 code).
+    ('all' is also Allar's ISO 639-3 code) and take a language's first code where a set has two (CLDR's sr and
+    sr_Cyrl); two codes of one language asked for by name are an error.
     """
     if isinstance(requested, str):
         requested = [part for part in requested.split(",") if part.strip()]
@@ -66,8 +68,10 @@ def resolve(requested: Iterable[str], available: Iterable[str], *, where: str = 
     entries = _entries(available)
     chosen: dict[str, str] = {}
 
-    def take(tag: str, code: str) -> None:
+    def take(tag: str, code: str, by_name: bool = True) -> None:
         if chosen.get(tag, code) != code:
+            if not by_name:
+                return
             raise LanguageError(f"{chosen[tag]!r} and {code!r} in {where} are the same language ({tag}, "
                                 f"{english_name(tag)}); ask for one of them by its full code")
         chosen[tag] = code
@@ -77,14 +81,14 @@ def resolve(requested: Iterable[str], available: Iterable[str], *, where: str = 
         keyword = request.lower()
         if keyword == "all":
             for code, tag in entries:
-                take(tag, code)
+                take(tag, code, by_name=False)
         elif keyword in TIER_GROUPS:
             picked = [(code, tag) for code, tag in entries if tier_of(tag) in TIER_GROUPS[keyword]]
             if not picked:
                 raise LanguageError(f"no language of {where} is in {keyword} (Joshi et al. 2020 classes "
                                     f"{', '.join(map(str, sorted(TIER_GROUPS[keyword])))})")
             for code, tag in picked:
-                take(tag, code)
+                take(tag, code, by_name=False)
         else:
             code = _match(request, entries, where)
             take(canonical(code), code)
@@ -188,12 +192,23 @@ def _varieties(request: str, tag: str, entries: list[tuple[str, str]]) -> list[s
 
 
 def _close(request: str, entries: list[tuple[str, str]]) -> str:
-    """'; close matches: ...' from the available codes, their tags and their English names."""
+    """'; close matches: ...': the same language or macrolanguage first, then codes, tags and names spelled alike."""
+    related = []
+    try:
+        asked = langcodes.Language.get(canonical(request)).language
+    except LanguageError:
+        asked = None
+    if asked:
+        family = {asked, MACROLANGUAGES.get(asked)} - {None}
+        related = [code for code, tag in entries
+                   if family & {langcodes.Language.get(tag).language,
+                                MACROLANGUAGES.get(langcodes.Language.get(tag).language)}]
     keys: dict[str, str] = {}
     for code, tag in entries:
         for key in (code, tag, english_name(tag)):
             keys.setdefault(key.lower(), code)
-    close = list(dict.fromkeys(keys[k] for k in difflib.get_close_matches(request.lower(), keys, n=8, cutoff=0.6)))
+    alike = [keys[k] for k in difflib.get_close_matches(request.lower(), keys, n=8, cutoff=0.6)]
+    close = list(dict.fromkeys(related + alike))
     if close:
         return "; close matches: " + ", ".join(f"{code} ({english_name(code)})" for code in close[:5])
     if not entries:

@@ -216,21 +216,22 @@ class EvalSet:
         raise NotImplementedError
 
     def select_languages(self, requested: list[str] | None, protocol: str | None = None) -> dict[str, str]:
-        """``{canonical tag: the set's code}`` of the requested languages (default: the YAML's
-        ``default_languages`` that are present, else ``all``; codes in any form, ``all``, tier keywords
-        such as ``tier0``), checked against what the set has."""
+        """``{canonical tag: the set's code}`` of the requested languages (codes in any form, ``all``, tier
+        keywords such as ``tier0``), checked against what the set has. Default: the YAML's
+        ``default_languages`` that the set has (a set with many languages may keep a short default), else all."""
         from mlilt.evaluation.languages import LanguageError, canonical, resolve
 
         available = self.languages(protocol)
         if not available:
             raise EvalSetError(f"{self.name}: no caption files found{self._where()}")
         where = f"{self.name}{self._where()}"
-        # emoji-XTD lists its eight: its other CLDR locales are there for --langs all, not for every eval
-        defaults = [code for code in (self.spec or {}).get("default_languages") or [] if code in available]
+        if not requested:
+            default = [code for code in (self.spec or {}).get("default_languages") or [] if code in available]
+            requested = default or ["all"]
         try:
-            return resolve(requested or defaults or ["all"], available, where=where)
+            return resolve(requested, available, where=where)
         except LanguageError as err:
-            for request in requested or ():  # the request that failed: a language the set lacks gets the how-to-add
+            for request in requested:  # the request that failed: a language the set lacks gets the how-to-add
                 try:
                     resolve([request], available, where=where)
                 except LanguageError:

@@ -35,7 +35,7 @@ def normalise_spec(spec: dict) -> dict:
     spec["protocols"] = {str(k): dict(v or {}) for k, v in protocols.items()}
     for name, rule in spec["protocols"].items():
         files = {**(spec.get("files") or {}), **(rule.get("files") or {})}
-        where = f"files" if "files" not in rule else f"protocols.{name}.files"
+        where = "files" if "files" not in rule else f"protocols.{name}.files"
         if "average" not in rule:
             for field in ("images", "captions"):
                 if not isinstance(files.get(field), str):
