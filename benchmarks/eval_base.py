@@ -22,6 +22,19 @@ harness's cold pass, each followed by the bare loops (same load), and keeps the 
 
 A smaller run (base size takes most of an hour on two CPU cores): ``--images 200 --langs en,ru``
 evaluates the first 200 XTD10 images as a manifest set (same files, same captions; no text probe).
+
+The many-language case (issue 19): ``--emoji-xtd DIR`` evaluates an emoji-XTD v2 build with captions
+in every CLDR locale (protocol ``all``: three styles, each its own pool) in all its languages::
+
+    python benchmarks/eval_base.py --emoji-xtd ~/.cache/mlilt/data/emoji-xtd-v2 --towers demo --concepts 60
+
+``--concepts N`` keeps the first N test concepts of each style (a trimmed copy of the build, images
+linked); ``--towers demo`` uses the embedded default's towers (multilingual-e5-small + EfficientNet-Lite0
+at 64 px from ``$MLILT_HOME/zoo``, random adapters) instead of base size. The harness should encode each
+style's images once and each language's captions once (the styles share them: the embedding cache
+answers the second and third style). The bare loop replays what the harness's encoders were given in
+its cold pass (recorded), so it encodes the same images and captions; the harness's text time counts all
+three styles' passes, cache reads included.
 """
 
 from __future__ import annotations
@@ -98,7 +111,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=None,
                         help="Only the first N images of XTD10 (as a manifest set: no text probe); default all 1000.")
     parser.add_argument("--repeats", type=int, default=1, help="Cold passes and bare loops; the fastest counts.")
+    parser.add_argument("--emoji-xtd", type=Path, default=None, metavar="DIR",
+                        help="The many-language case: an emoji-XTD v2 build (every CLDR locale), protocol 'all', "
+                             "every language unless --langs.")
+    parser.add_argument("--concepts", type=int, default=None,
+                        help="--emoji-xtd: only the first N test concepts of each style.")
+    parser.add_argument("--towers", default="base", choices=("base", "demo"),
+                        help="base: random BERT-base + DeiT-B; demo: the embedded default's zoo towers "
+                             "(multilingual-e5-small + EfficientNet-Lite0, 64 px).")
     args = parser.parse_args(argv)
+    if args.emoji_xtd is None and (args.concepts or args.towers != "base"):
+        parser.error("--concepts and --towers demo go with --emoji-xtd")
 
     import torch
     import yaml
@@ -106,20 +129,36 @@ def main(argv: list[str] | None = None) -> int:
     from mlilt import ModelConfig, TextTowerConfig, VisionTowerConfig, build_model
     from mlilt.evaluation.harness import EncodeOptions, evaluate_retrieval, format_table, load_for_eval
     from mlilt.evaluation.sets import load_eval_set, read_lines
+    from mlilt.paths import mlilt_home
 
+    zoo = mlilt_home() / "zoo"  # the user's zoo, before MLILT_HOME points at the benchmark's own home
     os.environ["MLILT_HOME"] = str(args.workdir / "home")  # its own cache: emptied below
     work = args.workdir
     start = time.perf_counter()
-    xtd_files = load_eval_set("xtd10", data_dir=args.xtd10, image_root=work / "coco")
-    captions = [c for lang in xtd_files.languages() for c in xtd_files.caption_lines(lang)]
-    text_dir = build_text_tower(work / "bert-base-xtd", captions, args.vocab_size)
-    weights = build_vision_weights(work / "deit_base_patch16_224.safetensors")
-    build_images(work / "coco", read_lines(args.xtd10 / "test_image_names.txt"))
-    run = work / f"run_{args.img_size}"
-    config = ModelConfig(text=TextTowerConfig(str(text_dir)),
-                         vision=VisionTowerConfig("deit_base_patch16_224", weights=str(weights),
-                                                  img_size=args.img_size),
-                         strategy="lilt_lwa")
+    if args.emoji_xtd is not None:
+        source = load_eval_set("emoji-xtd", data_dir=first_concepts(args.emoji_xtd, args.concepts, work)
+                               if args.concepts else args.emoji_xtd)
+        captions = [c for lang in source.languages() for c in source.caption_lines(lang)]
+    else:
+        source = load_eval_set("xtd10", data_dir=args.xtd10, image_root=work / "coco")
+        captions = [c for lang in source.languages() for c in source.caption_lines(lang)]
+        build_images(work / "coco", read_lines(args.xtd10 / "test_image_names.txt"))
+    if args.towers == "demo":
+        (work / "home").mkdir(parents=True, exist_ok=True)
+        if not (work / "home" / "zoo").exists():
+            (work / "home" / "zoo").symlink_to(zoo)
+        from mlilt.train.config import parse_args as parse_train_args
+
+        config = parse_train_args(["--config", str(REPO / "recipes" / "configs" / "emoji_xtd.yaml")]).model
+        run = work / "run_demo"
+    else:
+        text_dir = build_text_tower(work / f"bert-base-{source.name}", captions, args.vocab_size)
+        weights = build_vision_weights(work / "deit_base_patch16_224.safetensors")
+        config = ModelConfig(text=TextTowerConfig(str(text_dir)),
+                             vision=VisionTowerConfig("deit_base_patch16_224", weights=str(weights),
+                                                      img_size=args.img_size),
+                             strategy="lilt_lwa")
+        run = work / f"run_{source.name}_{args.img_size}"
     torch.manual_seed(0)
     build_model(config).save_trained(run / "model")
     (run / "config.yaml").write_text(yaml.safe_dump({"seed": 0, "strategy": "lilt_lwa"}))
@@ -134,9 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     from mlilt.evaluation.harness import cache_dir
 
     langs = args.langs.split(",") if args.langs else None
-    eval_set, protocol = xtd_files, args.protocol
-    if args.images is not None:
-        eval_set = subset(xtd_files, args.protocol, args.images, langs, work / f"xtd10_first{args.images}.jsonl")
+    eval_set, protocol = source, args.protocol
+    if args.emoji_xtd is not None:
+        protocol, langs = "all", langs or source.languages()  # every language, not the eight defaults
+    elif args.images is not None:
+        eval_set = subset(source, args.protocol, args.images, langs, work / f"xtd10_first{args.images}.jsonl")
         protocol = eval_set.default_protocol  # a manifest set has one protocol, 'all'
     opts = EncodeOptions(device=args.device, precision=args.precision, batch_size=args.batch_size,
                          text_batch_size=args.text_batch_size, workers=args.workers, cache=True,
@@ -145,23 +186,33 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(args.repeats):
         shutil.rmtree(cache_dir(), ignore_errors=True)  # the first pass pays the full cost
         start = time.perf_counter()
-        result = evaluate_retrieval(loaded, eval_set, protocol, langs, opts=opts, quiet=True)
+        with Recorder() as recorded:
+            result = evaluate_retrieval(loaded, eval_set, protocol, langs, opts=opts, quiet=True)
         colds.append((time.perf_counter() - start, result))
         # Right after it, under the same load: on a shared machine the load drifts between minutes.
-        bares.append(bare_loops(loaded.model, eval_set, protocol, result, opts))
+        bares.append(bare_loops(loaded.model, recorded, result, opts))
     start = time.perf_counter()
     rerun = evaluate_retrieval(loaded, eval_set, protocol, langs, opts=opts, quiet=True)
     timings = {"cold": min(colds, key=lambda c: c[0]), "rerun": (time.perf_counter() - start, rerun)}
     print(format_table(timings["cold"][1]), flush=True)
 
     cold_wall, cold = timings["cold"]
-    n_captions = sum(c["captions"] for c in cold["counts"].values())
+    n_captions = sum(map(len, recorded.texts))  # encoded: a style's repeats come from the cache
     image_s, text_s = cold["timings"]["image_encoding_s"], cold["timings"]["text_encoding_s"]
-    print(f"\n=== mlilt eval, XTD10 {protocol if args.images is None else f'first {args.images} images'}, BERT-base + DeiT-B (random weights), "
-          f"{args.img_size} px, precision {cold['settings']['precision']}, device {cold['settings']['device']} ===")
+    what = (f"emoji-XTD {protocol} ({'first %d concepts' % args.concepts if args.concepts else 'every concept'})"
+            if args.emoji_xtd is not None else
+            f"XTD10 {protocol if args.images is None else f'first {args.images} images'}")
+    towers = ("multilingual-e5-small + EfficientNet-Lite0 (zoo, random adapters), 64 px" if args.towers == "demo"
+              else f"BERT-base + DeiT-B (random weights), {args.img_size} px")
+    print(f"\n=== mlilt eval, {what}, {towers}, "
+          f"precision {cold['settings']['precision']}, device {cold['settings']['device']} ===")
+    if cold.get("protocols"):
+        print(f"cache:   images {cold['cache']['images']}; texts computed/read per style: " + ", ".join(
+            f"{part} {sum(v == 'miss' for v in texts.values())}/{sum(v == 'hit' for v in texts.values())}"
+            for part, texts in cold["cache"]["texts"].items()))
     print(f"images:  {cold['num_images']} in {image_s:.1f} s  ({1000 * image_s / cold['num_images']:.0f} ms/image, "
           f"batch {args.batch_size}, {args.workers} decode worker(s))")
-    print(f"texts:   {n_captions} captions ({len(cold['results'])} languages) in {text_s:.1f} s  "
+    print(f"texts:   {n_captions} captions encoded ({len(cold['results'])} languages) in {text_s:.1f} s  "
           f"({1000 * text_s / n_captions:.1f} ms/caption, batch {args.text_batch_size})")
     print(f"total:   {cold_wall:.1f} s wall (scoring and probe: {cold_wall - image_s - text_s:.1f} s)")
     rerun_wall, rerun = timings["rerun"]
@@ -193,8 +244,56 @@ def subset(xtd, protocol: str, n: int, langs: list[str] | None, path: Path):
     return load_eval_set(path)
 
 
-def bare_loops(model, eval_set, protocol: str, result: dict, opts) -> tuple[float, float]:
-    """Seconds of the bare image and text loops over what ``result`` encoded."""
+def first_concepts(build: Path, n: int, work: Path) -> Path:
+    """A copy of an emoji-XTD v2 build's test files with each style's first ``n`` concepts (images linked)."""
+    lines = (build / "test_image_names.txt").read_text(encoding="utf-8").splitlines()
+    concepts = list(dict.fromkeys(line.split("/", 1)[1] for line in lines))[:n]
+    keep = [i for i, line in enumerate(lines) if line.split("/", 1)[1] in set(concepts)]
+    out = work / f"emoji-xtd-first{n}"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    (out / "images").symlink_to((build / "images").resolve())
+    for path in [build / "test_image_names.txt", *sorted(build.glob("test_1kcaptions_*.txt"))]:
+        rows = path.read_text(encoding="utf-8").splitlines()
+        (out / path.name).write_text("".join(rows[i] + "\n" for i in keep), encoding="utf-8")
+    return out
+
+
+class Recorder:
+    """Records what the harness encodes -- each ``encode_images`` and ``encode_texts`` call's inputs."""
+
+    def __init__(self):
+        self.images: list[list[str]] = []
+        self.texts: list[list[str]] = []
+
+    def __enter__(self):
+        from mlilt.evaluation import harness
+
+        self._real = harness.encode_images, harness.encode_texts
+
+        def images(model, paths, *args, **kwargs):
+            self.images.append(list(paths))
+            return self._real[0](model, paths, *args, **kwargs)
+
+        def texts(model, captions, *args, **kwargs):
+            self.texts.append(list(captions))
+            return self._real[1](model, captions, *args, **kwargs)
+
+        harness.encode_images, harness.encode_texts = images, texts
+        return self
+
+    def __exit__(self, *exc):
+        from mlilt.evaluation import harness
+
+        harness.encode_images, harness.encode_texts = self._real
+
+
+def bare_loops(model, recorded: Recorder, result: dict, opts) -> tuple[float, float]:
+    """Seconds of the bare image and text loops over what the harness encoded (``recorded``).
+
+    Replaying the harness's own calls keeps the bare loop honest whatever the harness selects (pools,
+    missing captions, the text probe's English, the embedding cache answering a style's repeated captions).
+    """
     import torch
 
     from mlilt.data.images import open_image
@@ -203,19 +302,14 @@ def bare_loops(model, eval_set, protocol: str, result: dict, opts) -> tuple[floa
     device, precision = opts.torch_device(), result["settings"]["precision"]
     model = model.eval().to(device)
     transform = image_transform(model)
-    pixels = torch.stack([transform(open_image(im.path)) for im in eval_set.images(protocol)]).to(device)
-    # Every language the harness encoded (the text probe adds English), each as the harness encodes it:
-    # sorted by length, cut into batches, tokenized.
-    langs = list(result["counts"]) + (["en"] if "text_probe" in result and "en" not in result["counts"] else [])
-    texts = [t for lang in langs for t in eval_set.captions(lang, protocol).texts]
+    pixels = [torch.stack([transform(open_image(path)) for path in paths]).to(device) for paths in recorded.images]
+    # Each call's captions as the harness encodes them: sorted by length, cut into batches, tokenized.
     batches = []
-    for lang in langs:
-        caps = eval_set.captions(lang, protocol).texts
+    for caps in recorded.texts:
         order = sorted(range(len(caps)), key=lambda i: len(caps[i]))
         for start in range(0, len(order), opts.text_batch_size):
             batches.append(model.text.tokenize([caps[i] for i in order[start:start + opts.text_batch_size]],
                                                device=device))
-    assert sum(len(b["input_ids"]) for b in batches) == len(texts)
 
     def timed(fn) -> float:
         start = time.perf_counter()
@@ -226,8 +320,9 @@ def bare_loops(model, eval_set, protocol: str, result: dict, opts) -> tuple[floa
         return time.perf_counter() - start
 
     def images():
-        for start in range(0, len(pixels), opts.batch_size):
-            model.encode_image(pixels[start:start + opts.batch_size])
+        for part in pixels:
+            for start in range(0, len(part), opts.batch_size):
+                model.encode_image(part[start:start + opts.batch_size])
 
     def captions():
         for batch in batches:

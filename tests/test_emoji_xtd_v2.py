@@ -45,7 +45,7 @@ def fake_twemoji(directory: Path) -> Path:
 def build_handful(root: Path, version: int = 2) -> Path:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(ex.TWEMOJI_ENV, str(fake_twemoji(root / "twemoji")) if version == 2 else "")
-        mp.setattr(ex, "_candidates", lambda names: [e for e in HANDFUL if all(e in n for n in names.values())])
+        mp.setattr(ex.build, "_candidates", lambda names: [e for e in HANDFUL if all(e in n for n in names.values())])
         return ex.build_emoji_xtd(root / f"v{version}", version=version, progress=False)
 
 
