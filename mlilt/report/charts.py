@@ -148,7 +148,7 @@ def plot_strategy_summary(table: Table, path: Path, *, english: str = "en", titl
 def resource_figure(report: Report, table: Table):
     """The scatter of per-language Δ to the baseline (or value) against log CC-100 size, one colour per row, each
     with its least-squares line and the 95 % interval of its slope; returns (Figure, {row: SlopeFit})."""
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FuncFormatter, MultipleLocator
 
     runs = list(table.delta.index) if table.delta is not None else list(table.mean.index)
     keys = " and ".join(dict.fromkeys(k for _, k in table.mean.columns))
@@ -175,6 +175,7 @@ def resource_figure(report: Report, table: Table):
             ax.annotate(tags[j], (x[j], y[j]), fontsize="x-small", xytext=(3, 2), textcoords="offset points")
     if table.delta is not None:
         ax.axhline(0, color="grey", linewidth=0.8)
+    ax.xaxis.set_major_locator(MultipleLocator(1))  # x is log10(GiB): a tick per decade, 0.1 1 10 100
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{10 ** v:g}"))
     ax.set_xlabel("text the encoders saw in the language: CC-100 size, GiB (log scale)")
     what = f"Δ to {report.baseline}" if table.delta is not None else "value"
