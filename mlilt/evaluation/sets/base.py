@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import re
 import sys
@@ -86,6 +87,18 @@ def read_text(path: str | os.PathLike) -> str:
     except UnicodeDecodeError as err:
         line = data[:err.start].count(b"\n") + 1
         raise EvalSetError(f"{path}:{line}: not valid UTF-8 ({err.reason})") from None
+
+
+def json_lines(path: str | os.PathLike):
+    """``(where, object)`` for each non-blank line of a JSONL file (``where`` is ``path:line``)."""
+    for number, line in enumerate(read_text(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            yield where, json.loads(line)
+        except json.JSONDecodeError as err:
+            raise EvalSetError(f"{where}: not valid JSON ({err.msg})") from None
 
 
 def read_lines(path: str | os.PathLike, what: str = "lines") -> list[str]:
@@ -189,11 +202,11 @@ class EvalSet:
 
     @property
     def protocols(self) -> list[str]:
-        raise NotImplementedError
+        return list(self.spec["protocols"])
 
     @property
     def default_protocol(self) -> str:
-        return self.protocols[0]
+        return self.spec["default_protocol"] if self.spec else self.protocols[0]
 
     def check_protocol(self, protocol: str | None) -> str:
         protocol = protocol or self.default_protocol

@@ -107,14 +107,6 @@ class LineAlignedSet(EvalSet):
             raise FileNotFoundError(f"{self.name}: data directory {self.data_dir} does not exist; "
                                     f"install the set with: {install_hint(spec)}, or pass --data-dir DIR")
 
-    @property
-    def protocols(self) -> list[str]:
-        return list(self.spec["protocols"])
-
-    @property
-    def default_protocol(self) -> str:
-        return self.spec["default_protocol"]
-
     def files(self, protocol: str | None = None) -> dict:
         """``{"images", "captions"}`` file names of a protocol (its own, else the set's)."""
         rule = self.spec["protocols"][self.check_protocol(protocol)]

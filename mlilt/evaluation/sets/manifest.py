@@ -7,11 +7,11 @@ language's pool.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
-from mlilt.evaluation.sets.base import Captions, EvalImage, EvalSet, EvalSetError, check_language_code
+from mlilt.evaluation.sets.base import (Captions, EvalImage, EvalSet, EvalSetError, check_language_code,
+                                         json_lines)
 
 SUFFIXES = (".jsonl",)
 
@@ -30,27 +30,19 @@ class ManifestSet(EvalSet):
         root = Path(image_root).expanduser() if image_root else self.path.parent
         self._images: dict[str, EvalImage] = {}
         self._rows: list[tuple[str, str, str]] = []  # (lang, caption, image key)
-        with self.path.open(encoding="utf-8-sig") as f:
-            for number, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                where = f"{self.path}:{number}"
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise EvalSetError(f"{where}: not valid JSON ({err.msg})") from None
-                if not isinstance(obj, dict):
-                    raise EvalSetError(f"{where}: expected an object with image, caption, lang")
-                for field in ("image", "caption", "lang"):
-                    if not isinstance(obj.get(field), str) or not obj[field].strip():
-                        raise EvalSetError(f"{where}: field {field!r} is missing or empty")
-                lang = check_language_code(obj["lang"].strip(), where)
-                image = obj["image"].strip()
-                key = str(obj.get("image_id") or image)
-                if key not in self._images:
-                    path = image if os.path.isabs(image) else str(root / image)
-                    self._images[key] = EvalImage(image, path)
-                self._rows.append((lang, obj["caption"].strip(), key))
+        for where, obj in json_lines(self.path):
+            if not isinstance(obj, dict):
+                raise EvalSetError(f"{where}: expected an object with image, caption, lang")
+            for field in ("image", "caption", "lang"):
+                if not isinstance(obj.get(field), str) or not obj[field].strip():
+                    raise EvalSetError(f"{where}: field {field!r} is missing or empty")
+            lang = check_language_code(obj["lang"].strip(), where)
+            image = obj["image"].strip()
+            key = str(obj.get("image_id") or image)
+            if key not in self._images:
+                path = image if os.path.isabs(image) else str(root / image)
+                self._images[key] = EvalImage(image, path)
+            self._rows.append((lang, obj["caption"].strip(), key))
         if not self._rows:
             raise EvalSetError(f"{self.path}: no captions")
         self._order = {key: i for i, key in enumerate(self._images)}

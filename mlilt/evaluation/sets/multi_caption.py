@@ -11,12 +11,11 @@ XM3600). An image without captions in a language is left out of that language's 
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from mlilt.evaluation.sets.base import (Captions, EvalImage, EvalSet, EvalSetError, check_pool, default_data_dir,
-                                        install_hint, read_text)
+                                        install_hint, json_lines)
 
 CAPTION_CHOICES = ("all", "first")
 
@@ -67,14 +66,7 @@ class MultiCaptionSet(EvalSet):
     def _read(self) -> None:
         key_field = self.spec["key_field"]
         rows, seen = [], set()
-        for number, line in enumerate(read_text(self.path).splitlines(), 1):
-            if not line.strip():
-                continue
-            where = f"{self.path}:{number}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise EvalSetError(f"{where}: not valid JSON ({err.msg})") from None
+        for where, obj in json_lines(self.path):
             key = obj.get(key_field) if isinstance(obj, dict) else None
             if not isinstance(key, str) or not key.strip():
                 raise EvalSetError(f"{where}: field {key_field!r} is missing or empty (one object per image)")
@@ -99,14 +91,6 @@ class MultiCaptionSet(EvalSet):
         order = [lang for lang in self.spec["languages"] if lang in found]
         order += [lang for lang in found if lang not in order]
         self._captions = {lang: [per_lang.get(lang, []) for _, per_lang in rows] for lang in order}
-
-    @property
-    def protocols(self) -> list[str]:
-        return list(self.spec["protocols"])
-
-    @property
-    def default_protocol(self) -> str:
-        return self.spec["default_protocol"]
 
     def languages(self, protocol: str | None = None) -> list[str]:
         return list(self._captions)
