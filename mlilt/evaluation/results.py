@@ -14,6 +14,9 @@ from typing import Callable
 
 from mlilt.evaluation import gallery
 
+# More languages than this and `mlilt eval` adds a summary per resource tier (as `mlilt report` does).
+TIER_SUMMARY_FROM = 20
+
 
 def _mean_table(tables: list[dict]) -> dict:
     """Per language and metric, the mean over ``tables`` (each ``{lang: {metric: value}}``)."""
@@ -149,11 +152,32 @@ def format_table(result: dict) -> str:
         avg = {c: sum(s[c] for s in result["results"].values()) / len(result["results"]) for c in columns}
         lines.append(f"{'avg':<{width + name_width}}" + "".join(f"{avg[c]:>7.1f}" for c in columns))
     lines += _protocols_table(result)
+    lines += _tier_summary(result, width)
     t = result.get("timings") or {}
     lines.append(f"image encoding {t.get('image_encoding_s', 0):.1f} s ({result.get('cache', {}).get('images')}), "
                  f"text encoding {t.get('text_encoding_s', 0):.1f} s")
     lines += [f"note: {n}" for n in result.get("notes", [])]
     return "\n".join(lines)
+
+
+def _tier_summary(result: dict, width: int) -> list[str]:
+    """Mean recall and text probe per Joshi et al. (2020) resource tier, for results in many languages."""
+    facts = result.get("languages") or {}
+    if len(result["results"]) <= TIER_SUMMARY_FROM or not any(f.get("tier") is not None for f in facts.values()):
+        return []
+    probe = result.get("text_probe") or {}
+    tiers: dict = {}
+    for lang in result["results"]:
+        tiers.setdefault((facts.get(lang) or {}).get("tier"), []).append(lang)
+    lines = ["per resource tier (Joshi et al. 2020; 5 = most resourced):",
+             f"{'tier':<{width}}{'langs':>7}{'mean':>7}   en->x@1"]
+    for tier in sorted(tiers, key=lambda t: -1 if t is None else t, reverse=True):
+        langs = tiers[tier]
+        mean = sum(result["results"][lang]["mean"] for lang in langs) / len(langs)
+        probed = [probe[lang]["en->x@1"] for lang in langs if lang in probe]
+        lines.append(f"{'?' if tier is None else tier!s:<{width}}{len(langs):>7}{mean:>7.1f}"
+                     + (f"   {sum(probed) / len(probed):>7.1f}" if probed else f"   {'-':>7}"))
+    return lines
 
 
 def _protocols_table(result: dict) -> list[str]:
@@ -164,12 +188,13 @@ def _protocols_table(result: dict) -> list[str]:
     names = list(parts) + [result["protocol"]]
     tables = {**{name: part["results"] for name, part in parts.items()}, result["protocol"]: result["results"]}
     width = max(9, *(len(n) + 2 for n in names))
-    lines = [f"mean recall per {'/'.join(parts)} (the table above is their mean, '{result['protocol']}')",
-             f"{'lang':<6}" + "".join(f"{n:>{width}}" for n in names)]
     langs = list(result["results"])
+    tag_width = max(6, *(len(lang) + 1 for lang in langs))
+    lines = [f"mean recall per {'/'.join(parts)} (the table above is their mean, '{result['protocol']}')",
+             f"{'lang':<{tag_width}}" + "".join(f"{n:>{width}}" for n in names)]
     for lang in langs:
-        lines.append(f"{lang:<6}" + "".join(f"{tables[n][lang]['mean']:>{width}.1f}" for n in names))
+        lines.append(f"{lang:<{tag_width}}" + "".join(f"{tables[n][lang]['mean']:>{width}.1f}" for n in names))
     if len(langs) > 1:
-        lines.append(f"{'avg':<6}" + "".join(
+        lines.append(f"{'avg':<{tag_width}}" + "".join(
             f"{sum(tables[n][lang]['mean'] for lang in langs) / len(langs):>{width}.1f}" for n in names))
     return lines
