@@ -10,6 +10,7 @@ from .build import build_report
 from .outputs import write_report
 from .render import render_markdown
 from .results import METRICS, load_results, protocol_view
+from .sets import build_sets_report, render_sets_markdown, test_sets, write_sets_report
 
 
 def add_report_parser(subparsers) -> None:
@@ -19,7 +20,9 @@ def add_report_parser(subparsers) -> None:
         description="Tabulate `mlilt eval` result files like the paper's Table 2: rows = runs (seeds of one "
                     "configuration as mean ± std), columns = language x TR/IR, mean over all and over untrained "
                     "languages, Δ rows to a baseline; plus the text-only probe when present.")
-    p.add_argument("results", nargs="+", metavar="RESULT_JSON", help="Result files of `mlilt eval` (one eval set).")
+    p.add_argument("results", nargs="+", metavar="RESULT_JSON",
+                   help="Result files of `mlilt eval`; of several eval sets or protocols: a report per set, led by "
+                        "a summary per set x resource tier and the languages side by side.")
     p.add_argument("--out", default=None, metavar="reports/NAME",
                    help="Write NAME.md, NAME.csv, NAME.tex, NAME.png; without it, print the Markdown only.")
     p.add_argument("--baseline", default=None, metavar="RUN",
@@ -50,19 +53,23 @@ def run_report(args) -> int:
     results = load_results(args.results)
     if args.protocol:
         results = protocol_view(results, args.protocol)
-    report = build_report(results, baseline=args.baseline, metric=args.metric,
-                          group_by=args.group_by, train_languages=args.train_language or ["en"],
-                          languages=[x for x in args.langs.split(",") if x.strip()] if args.langs else None)
+    options = dict(baseline=args.baseline, metric=args.metric, group_by=args.group_by,
+                   train_languages=args.train_language or ["en"],
+                   languages=[x for x in args.langs.split(",") if x.strip()] if args.langs else None)
+    several = len(test_sets(results)) > 1
+    report = build_sets_report(results, **options) if several else build_report(results, **options)
     if args.out is not None and not args.no_plot and importlib.util.find_spec("matplotlib") is None:
         print("mlilt report: error: the PNG chart needs matplotlib: pip install matplotlib (or pass --no-plot)",
               file=sys.stderr)
         return 2
     if args.out is None:
-        print(render_markdown(report, args.decimals))
+        print((render_sets_markdown if several else render_markdown)(report, args.decimals))
         return 0
-    for path in write_report(report, args.out, decimals=args.decimals, plot=not args.no_plot):
+    write = write_sets_report if several else write_report
+    for path in write(report, args.out, decimals=args.decimals, plot=not args.no_plot):
         print(path)
-    for note in report.notes:
+    notes = report.notes + [n for rep in report.reports.values() for n in rep.notes] if several else report.notes
+    for note in notes:
         print(note, file=sys.stderr)
     return 0
 
