@@ -78,6 +78,7 @@ def test_languages_side_by_side_aligned_by_tag(two_sets, tmp_path, capsys):
     assert "| sw | Swahili | 2 | 1.60 | 16.0 | 6.0 | 12.0 | 2.0 | 20.0 | 10.0 | 16.0 | 6.0 |" in md
     assert "| yo | Yoruba | 2 | 0.00 | 12.0 | 2.0 | – | – | 14.0 | 4.0 | – | – |" in md
     assert "Δ lwa-s0 − clip-s0" in md  # each set keeps its Δ rows
+    assert f"files of xm3600 (multi): {two_sets[2]}, {two_sets[3]}" in md
 
     out = tmp_path / "reports" / "both"
     assert run_cli(["report", *map(str, two_sets), "--out", str(out), "--no-plot"]) == 0

@@ -149,6 +149,7 @@ def _side_by_side(tables: dict, info: dict[str, dict]) -> pd.DataFrame:
 
 
 def _summary_rows(report: SetsReport, decimals: int) -> tuple[list[str], list[list[str]]]:
+    """Header and cells of the summary: a row per set × group, its language count, each run × metric."""
     header = ["set", "group", "languages"] + [f"{run} {key}" for run, key in report.summary.columns]
     body = [[label, group, str(report.counts[(label, group)])] + [_fmt(v, decimals) for v in row]
             for (label, group), row in report.summary.iterrows()]
@@ -156,6 +157,7 @@ def _summary_rows(report: SetsReport, decimals: int) -> tuple[list[str], list[li
 
 
 def _language_rows(report: SetsReport, decimals: int) -> tuple[list[str], list[list[str]]]:
+    """Header and cells of the side-by-side table: a row per language, its name, tier and CC-100 size."""
     header = ["language", "name", "tier", "CC-100 GiB"] + [" ".join(c) for c in report.side_by_side.columns]
     body = []
     for lang, row in report.side_by_side.iterrows():
@@ -166,14 +168,15 @@ def _language_rows(report: SetsReport, decimals: int) -> tuple[list[str], list[l
 
 
 def _provenance(report: SetsReport) -> list[str]:
+    """What made the report, how to read it, its files per set and its notes, one line each."""
     files = sum(len(rep.files) for rep in report.reports.values())
     lines = [f"made by mlilt report {report.mlilt_version} on {report.created} from {files} result file(s) of "
-            f"{len(report.reports)} test sets: {', '.join(report.reports)}",
-            f"metric: {report.metric}; values in %; runs are each set's rows (seeds as their mean); '–' where a run "
-            "or set lacks the language",
-            "summary: each run's mean over the languages the set has in the group (the trained languages left out); "
-            "'languages' counts the set's languages in the group",
-            "languages are aligned across sets by the tag the result files key them by"]
+             f"{len(report.reports)} test sets: {', '.join(report.reports)}",
+             f"metric: {report.metric}; values in %; runs are each set's rows (seeds as their mean); '–' where a run "
+             "or set lacks the language",
+             "summary: each run's mean over those of the set's languages in the group it has (trained languages left "
+             "out); 'languages' counts the set's languages in the group",
+             "languages are aligned across sets by the tag the result files key them by"]
     lines += [f"files of {label}: {', '.join(str(f.path) for f in rep.files)}" for label, rep in report.reports.items()]
     return lines + report.notes
 

@@ -246,5 +246,5 @@ def _check_one_test_set(results: list[ResultFile]) -> tuple[str, str]:
     if len(by_set) > 1:
         listing = "; ".join(f"{s} / {p}: {', '.join(files)}" for (s, p), files in by_set.items())
         raise ResultFileError("result files of more than one eval set / protocol; a table compares runs on one "
-                              f"test set, so make one report per set ({listing})")
+                              f"test set, so make one report per set (build_sets_report does) ({listing})")
     return next(iter(by_set))
