@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -142,7 +143,7 @@ def slope_lines(report) -> list[str]:
         cells = [f"{size.slope:+.3f}", f"[{size.low:+.3f}, {size.high:+.3f}]", str(size.n)]
         if untrained is not None and probe is not None:
             pairs = [(float(probe.mean.at[untrained, (t, PROBE)]), d) for t, d in zip(tags, y)
-                     if (t, PROBE) in probe.mean.columns]
+                     if (t, PROBE) in probe.mean.columns and not math.isnan(probe.mean.at[untrained, (t, PROBE)])]
             on_probe = fit_slope([p for p, _ in pairs], [d for _, d in pairs])
             cells += [f"{on_probe.slope:+.4f}", f"[{on_probe.low:+.4f}, {on_probe.high:+.4f}]", str(on_probe.n)]
         else:
