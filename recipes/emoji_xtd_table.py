@@ -78,7 +78,7 @@ def run_dir_of(runs_dir: str | Path, strategy: str, lr: float | None, seed: int)
     return Path(runs_dir) / (f"{strategy}-s{seed}" if lr is None else f"{strategy}-lr{lr:g}-s{seed}")
 
 
-def train_overrides(args, strategy: str, lr: float, seed: int) -> list[str]:
+def train_overrides(args, strategy: str, lr: float, seed: int, positives: str = "none") -> list[str]:
     """Config flags of one run: the base config with this row's strategy, rate and seed."""
     flags = ["--config", args.config, "--model.strategy", strategy, "--lr", str(lr), "--seed", str(seed),
              "--run_dir", str(run_dir_of(args.runs_dir, strategy, lr, seed))]
@@ -89,14 +89,14 @@ def train_overrides(args, strategy: str, lr: float, seed: int) -> list[str]:
     if args.max_steps:
         flags += ["--max_steps", str(args.max_steps)]
     # The committed table (reports/emoji-xtd-table.*) was trained before positives by id: keep it regenerable.
-    flags += ["--positives", "none"]
+    flags += ["--positives", positives]
     # Always v2's English training split, whatever the config names (emoji_xtd.yaml trains the demo on v1).
     flags += ["--train_data", str(Path(args.data_dir) / "train.jsonl") if args.data_dir else "emoji-xtd"]
     return flags
 
 
-def ensure_trained(flags: list[str]) -> Path:
-    """Train the run ``flags`` describe unless a finished run with the same settings is there."""
+def ensure_trained(flags: list[str], fields: tuple[str, ...] = RUN_FIELDS) -> Path:
+    """Train the run ``flags`` describe unless a finished run with the same settings (``fields``) is there."""
     from mlilt.train.config import RUN_CONFIG_NAME, load_yaml
     from mlilt.train.config import parse_args as parse_train_args
     from mlilt.train.loop import train
@@ -106,7 +106,7 @@ def ensure_trained(flags: list[str]) -> Path:
     if (run_dir / "model").is_dir():
         done = load_yaml(run_dir / RUN_CONFIG_NAME)
         differ = [f"{f}: {getattr(done, f)!r} there, {getattr(config, f)!r} asked"
-                  for f in RUN_FIELDS if getattr(done, f) != getattr(config, f)]
+                  for f in fields if getattr(done, f) != getattr(config, f)]
         if done.model.strategy != config.model.strategy:
             differ.append(f"strategy: {done.model.strategy} there")
         if differ:
@@ -171,14 +171,15 @@ def half_decade_step(lr: float, direction: int) -> float:
     return float(f"{10 ** (step / 2):.0e}")
 
 
-def evaluate_test(load, run_dir: Path, test_set, opts) -> Path:
-    """Eight languages, each style and their mean, and the text probe, into ``run_dir/eval``."""
+def evaluate_test(load, run_dir: Path, test_set, opts, langs: list[str] | None = None) -> Path:
+    """The set's languages (default its eight; or ``langs``), each style and their mean, and the text probe, into
+    ``run_dir/eval``."""
     from mlilt.evaluation.harness import evaluate_retrieval, format_table, write_result
 
     path = run_dir / "eval" / f"{TEST_SET}_{PROTOCOL}.json"
     if evaluated_already(path, run_dir):
         return path
-    result = evaluate_retrieval(load(), test_set, PROTOCOL, opts=opts)
+    result = evaluate_retrieval(load(), test_set, PROTOCOL, langs, opts=opts)
     print(format_table(result))
     return write_result(result, path)
 

@@ -1,0 +1,242 @@
+"""Issue 23's study: does locked-tower alignment carry further into low-resource languages, and grow with training?
+
+On emoji-XTD v2 with the embedded default's towers, the way ``recipes/emoji_xtd_table.py`` trains them (its run
+directories, reuse of finished runs and evaluations, and invocation log are this recipe's too):
+
+1. **Train** ``lilt_lwa``, ``lilt_lora`` and ``clip`` on the English captions at the rates the table chose (its
+   ``lr_selection.json``, or ``--lr``), every seed, for ``--epochs`` (4) with a checkpoint at the end of each
+   epoch, on the default objective (``positives: group``: an emoji's three styles are positives of each other).
+2. **Score** every checkpoint (``mlilt eval RUN --checkpoints``) on the test concepts in every CLDR language
+   the set has (``--langs all``), with the text probe; ``frozen`` (the untrained towers) once per seed.
+3. **Report** ``reports/emoji-xtd-languages.{md,csv,tex,png}`` with ``mlilt report`` (per tier, per language, Δ
+   against CC-100 size, curves against the step), plus the slopes of Δ against CC-100 size and against the
+   untrained tower's text probe, and the paired Δ to ``clip`` per tier.
+
+Finished runs and scored checkpoints are reused, so the study may span sessions::
+
+    python recipes/emoji_xtd_study.py                                # hours on a 2-core CPU, minutes on a GPU
+    python recipes/emoji_xtd_study.py --lr lilt_lwa=1e-3,lilt_lora=1e-3,clip=3e-4 --seeds 0 --epochs 2 \\
+        --langs en,de,sw --runs-dir runs/study-smoke --out reports/local/study-smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import emoji_xtd_table as table  # noqa: E402  (a sibling recipe: its training, evaluation and ledger)
+
+STRATEGIES = ("frozen", "lilt_lwa", "lilt_lora", "clip")
+POSITIVES = "group"  # TrainConfig's default since issue 20
+# A reused run must also share these: another objective, or checkpoints not at the epochs' ends, is another study.
+STUDY_FIELDS = (*table.RUN_FIELDS, "positives", "save_every")
+PROBE = "en->x@1"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--strategies", default=",".join(STRATEGIES), help="Comma-separated rows (default: all).")
+    p.add_argument("--lr", default=None, metavar="STRATEGY=RATE,...",
+                   help="Learning rates (default: the table's choices, TABLE_RUNS_DIR/lr_selection.json).")
+    p.add_argument("--table-runs-dir", default="runs/emoji-xtd-table", help="The table's runs (its lr choices).")
+    p.add_argument("--seeds", default="0,1,2", help="Seeds (default 0,1,2).")
+    p.add_argument("--epochs", type=int, default=4, help="Epochs, a checkpoint at the end of each (default 4).")
+    p.add_argument("--langs", default="all", help="Languages scored: 'all' (every CLDR language of the set; "
+                                                  "default), tiers or codes, as mlilt eval --langs.")
+    p.add_argument("--config", default=str(table.REPO / "recipes" / "configs" / "emoji_xtd.yaml"),
+                   help="Training config every row starts from (its strategy is replaced per row).")
+    p.add_argument("--data-dir", default=None,
+                   help="An emoji-XTD v2 build to use (default: $MLILT_HOME/data/emoji-xtd-v2, built if absent).")
+    p.add_argument("--runs-dir", default="runs/emoji-xtd-study", help="Where the training runs go.")
+    p.add_argument("--out", default="reports/emoji-xtd-languages", help="Report path prefix (.md, .csv, .tex, .png).")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="fp32",
+                   help="Evaluation precision (default fp32: the same numbers on every CPU).")
+    p.add_argument("--workers", type=int, default=None, help="Image-decoding processes of mlilt eval (default its).")
+    args = p.parse_args(argv)
+    args.max_steps = None  # the table's train_overrides reads it: a study trains whole epochs
+    return args
+
+
+def learning_rates(args, strategies: list[str]) -> dict[str, float]:
+    """Strategy -> rate: the table's ``lr_selection.json``, overridden by ``--lr``."""
+    path = Path(args.table_runs_dir) / "lr_selection.json"
+    chosen = ({s: float(v["lr"]) for s, v in json.loads(path.read_text(encoding="utf-8")).items()}
+              if path.is_file() else {})
+    for item in filter(None, (x.strip() for x in (args.lr or "").split(","))):
+        strategy, sep, value = item.partition("=")
+        try:
+            chosen[strategy.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise SystemExit(f"--lr: expected STRATEGY=RATE (e.g. clip=3e-4), got {item!r}")
+    missing = [s for s in strategies if s not in chosen]
+    if missing:
+        raise SystemExit(f"no learning rate for {', '.join(missing)}: neither in {path} nor in --lr; the table's "
+                         "committed choices (reports/README.md): --lr lilt_lwa=1e-3,lilt_lora=1e-3,clip=3e-4")
+    return {s: chosen[s] for s in strategies}
+
+
+def steps_per_epoch(flags: list[str]) -> int:
+    """Optimizer steps in one pass over the training pairs of the run ``flags`` describe (as the trainer counts)."""
+    from mlilt.data.pairs import load_pairs
+    from mlilt.train.config import parse_args as parse_train_args
+
+    config = parse_train_args(flags)
+    pairs = load_pairs(config.train_data, format=config.train_format, image_root=config.image_root,
+                       split=config.train_split, decode=False)
+    return max(1, len(pairs) // config.batch_size)
+
+
+def study_flags(args, strategy: str, lr: float, seed: int, per_epoch: int) -> list[str]:
+    """The table's flags of a run on the default objective, a checkpoint at every epoch's end, all kept."""
+    return (table.train_overrides(args, strategy, lr, seed, positives=POSITIVES)
+            + ["--save_every", str(per_epoch), "--keep_checkpoints", "0"])
+
+
+def score_checkpoints(args, run_dir: Path, data_dir: Path) -> list[Path]:
+    """Every saved model of a run scored by ``mlilt eval --checkpoints`` (those scored already are read back)."""
+    from mlilt.cli import main as mlilt
+    from mlilt.evaluation.cli import saved_models
+
+    paths, todo = [], []
+    for step, _ in saved_models(run_dir, "all"):
+        path = run_dir / "eval" / f"{table.TEST_SET}_{table.PROTOCOL}_step{step}.json"
+        paths.append(path)
+        if not table.evaluated_already(path, run_dir):
+            todo.append(str(step))
+    if todo:
+        table.stage(f"{run_dir.name}: scoring the checkpoints of step {', '.join(todo)}")
+        argv = ["eval", str(run_dir), "--checkpoints", ",".join(todo), "--eval-set", table.TEST_SET,
+                "--protocol", table.PROTOCOL, "--data-dir", str(data_dir), "--langs", args.langs,
+                "--precision", args.precision]
+        if args.workers is not None:
+            argv += ["--workers", str(args.workers)]
+        if mlilt(argv):
+            raise SystemExit(f"mlilt {' '.join(argv)} failed")
+    return paths
+
+
+def slope_lines(report) -> list[str]:
+    """Markdown: the slope of each row's per-language Δ to the baseline against log10 CC-100 size and against the
+    untrained tower's text probe, with 95 % intervals (least squares over the languages not trained on)."""
+    from mlilt.report import fit_slope, resource_points
+
+    retrieval, probe = report.table("retrieval"), report.table("text_probe")
+    rows = [run for run in retrieval.mean.index if run != report.baseline]
+    untrained = next((run for run in rows if retrieval.rows.at[run, "strategy"] == table.UNTRAINED), None)
+    lines = ["", f"## Slopes of Δ to {report.baseline} (mean recall, per language not trained on)", "",
+             "Least-squares slope of the per-language Δ (the row's mean recall minus the baseline's, means over "
+             "seeds) against log10 of the language's CC-100 size in GiB (per 10× more text), and against the "
+             f"untrained towers' text probe {PROBE} (per probe point); 95 % interval = slope ± t(0.975, n−2)·SE. "
+             "A negative slope on size: the row's edge grows where the encoder saw less text.", "",
+             "| row | slope per 10× CC-100 | 95 % CI | n | slope per probe point (untrained) | 95 % CI | n |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for run in rows:
+        tags, x, y = resource_points(report, retrieval, run)
+        size = fit_slope(x, y)
+        cells = [f"{size.slope:+.3f}", f"[{size.low:+.3f}, {size.high:+.3f}]", str(size.n)]
+        if untrained is not None and probe is not None:
+            pairs = [(float(probe.mean.at[untrained, (t, PROBE)]), d) for t, d in zip(tags, y)
+                     if (t, PROBE) in probe.mean.columns and not math.isnan(probe.mean.at[untrained, (t, PROBE)])]
+            on_probe = fit_slope([p for p, _ in pairs], [d for _, d in pairs])
+            cells += [f"{on_probe.slope:+.4f}", f"[{on_probe.low:+.4f}, {on_probe.high:+.4f}]", str(on_probe.n)]
+        else:
+            cells += ["—"] * 3
+        lines.append(f"| {run} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def tier_delta_lines(report, files) -> list[str]:
+    """Markdown: the paired Δ to the baseline per resource tier (each run at its last step), 95 % t interval."""
+    from mlilt.report import paired_differences, render_paired_markdown
+    from mlilt.report.languages import tier_groups
+
+    retrieval = report.table("retrieval")
+    lines = []
+    groups = {"all languages": None, "non-English": [lang for lang in retrieval.languages if lang != "en"]}
+    groups |= tier_groups([lang for lang in retrieval.languages if lang != "en"], report.languages)
+    for name, langs in groups.items():
+        if langs == []:
+            continue
+        frame = paired_differences(files, report.baseline, key="mean", languages=langs)
+        lines += ["", f"## Paired Δ to {report.baseline} after the last epoch: {name}", ""]
+        lines += render_paired_markdown(frame, report.baseline, "mean recall")
+    return lines
+
+
+def write_study_report(result_files: list[Path], lrs: dict, out: str, wall_min: float, total_min: float,
+                       invocations: int) -> list[Path]:
+    """``mlilt report``'s files, the Markdown extended by the slopes, the Δ per tier, the rates and the wall time."""
+    from mlilt.report import build_report, load_results, write_report
+
+    files = load_results(result_files)
+    strategies = {f.run["strategy"] for f in files}
+    report = build_report(files, baseline=table.BASELINE if table.BASELINE in strategies else None, metric="mean")
+    written = write_report(report, out)
+    lines = ["", "## How it was trained", "",
+             f"Objective: positives {POSITIVES} (an emoji's three styles are positives of each other). Learning "
+             "rates (the table's choices): " + ", ".join(f"{s} {lr:g}" for s, lr in lrs.items()) + "."]
+    if report.baseline:
+        lines += slope_lines(report) + tier_delta_lines(report, files)
+    lines += ["", f"Wall time: {wall_min:.1f} min in the invocation that wrote this report (reused runs and "
+              f"evaluations count 0); {total_min:.1f} min over all {invocations} invocations on its runs dir "
+              f"({table.INVOCATIONS} there).", ""]
+    md = next(p for p in written if p.suffix == ".md")
+    md.write_text(md.read_text(encoding="utf-8") + "\n".join(lines), encoding="utf-8")
+    return written
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    from mlilt.strategies import PRESETS
+
+    strategies = [s for s in args.strategies.split(",") if s]
+    unknown = [s for s in strategies if s not in PRESETS]
+    if unknown:
+        raise SystemExit(f"--strategies: unknown {', '.join(unknown)}; presets: {', '.join(PRESETS)}")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    trained = [s for s in strategies if s != table.UNTRAINED]
+    lrs = learning_rates(args, trained)
+
+    from mlilt.data.emoji_xtd import build_emoji_xtd
+    from mlilt.evaluation.harness import EncodeOptions
+    from mlilt.evaluation.sets import load_eval_set
+
+    with table.invocation_ledger(args.runs_dir) as (earlier, this):
+        table.stage("emoji-XTD v2")
+        data_dir = build_emoji_xtd(args.data_dir, version=2)
+        opts = EncodeOptions(precision=args.precision, **({} if args.workers is None else {"workers": args.workers}))
+        per_epoch = steps_per_epoch(table.train_overrides(args, trained[0], 1e-3, seeds[0])) if trained else 0
+        results = []
+        for strategy in strategies:
+            for seed in seeds:
+                if strategy == table.UNTRAINED:
+                    run_dir = table.run_dir_of(args.runs_dir, strategy, None, seed)
+                    table.stage(f"{run_dir.name}: untrained reference")
+                    results.append(table.evaluate_test(lambda: table.untrained_reference(args, seed), run_dir,
+                                                       load_eval_set(table.TEST_SET, data_dir=data_dir), opts,
+                                                       [x.strip() for x in args.langs.split(",") if x.strip()]))
+                    continue
+                flags = study_flags(args, strategy, lrs[strategy], seed, per_epoch)
+                run_dir = table.ensure_trained(flags, STUDY_FIELDS)
+                results += score_checkpoints(args, run_dir, data_dir)
+
+        wall = (time.perf_counter() - started) / 60
+        total = wall + sum(e.get("minutes", 0) for e in earlier)
+        table.stage(f"report -> {args.out}.{{md,csv,tex,png}}")
+        for path in write_study_report(results, lrs, args.out, wall, total, len(earlier) + 1):
+            print(path)
+        print(f"study wall time: {wall:.1f} min; {total:.1f} min over {len(earlier) + 1} invocations", file=sys.stderr)
+        this["finished"] = True
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
