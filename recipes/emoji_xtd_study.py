@@ -195,12 +195,7 @@ def write_study_report(result_files: list[Path], lrs: dict, out: str, wall_min: 
 def main(argv=None) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
-    from mlilt.strategies import PRESETS
-
-    strategies = [s for s in args.strategies.split(",") if s]
-    unknown = [s for s in strategies if s not in PRESETS]
-    if unknown:
-        raise SystemExit(f"--strategies: unknown {', '.join(unknown)}; presets: {', '.join(PRESETS)}")
+    strategies = table.parse_strategies(args.strategies)
     seeds = [int(s) for s in args.seeds.split(",")]
     trained = [s for s in strategies if s != table.UNTRAINED]
     lrs = learning_rates(args, trained)

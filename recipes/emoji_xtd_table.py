@@ -265,6 +265,17 @@ def invocation_ledger(runs_dir: str | Path):
             f.write(json.dumps(this) + "\n")
 
 
+def parse_strategies(text: str) -> list[str]:
+    """``--strategies``: comma-separated presets, each checked."""
+    from mlilt.strategies import PRESETS
+
+    strategies = [s for s in text.split(",") if s]
+    unknown = [s for s in strategies if s not in PRESETS]
+    if unknown:
+        raise SystemExit(f"--strategies: unknown {', '.join(unknown)}; presets: {', '.join(PRESETS)}")
+    return strategies
+
+
 def _styles(files) -> list[str]:
     return list(files[0].data.get("averaged_over") or [])
 
@@ -272,12 +283,7 @@ def _styles(files) -> list[str]:
 def main(argv=None) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
-    from mlilt.strategies import PRESETS
-
-    strategies = [s for s in args.strategies.split(",") if s]
-    unknown = [s for s in strategies if s not in PRESETS]
-    if unknown:
-        raise SystemExit(f"--strategies: unknown {', '.join(unknown)}; presets: {', '.join(PRESETS)}")
+    strategies = parse_strategies(args.strategies)
     lrs = sorted(float(x) for x in args.lrs.split(","))
     seeds = [int(s) for s in args.seeds.split(",")]
 
