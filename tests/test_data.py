@@ -12,7 +12,8 @@ from PIL import Image
 
 from mlilt.data import check, pairs
 from mlilt.data.images import ImageError, PairCollator, open_image
-from mlilt.data.pairs import ManifestError, coco_id, detect_format, image_keys, load_pairs
+from mlilt.data.image_keys import coco_id, image_keys
+from mlilt.data.pairs import ManifestError, detect_format, load_pairs
 from mlilt.data.transforms import ALBEF_OPS, OPS, RandomAugment, eval_transform, train_transform
 
 COLOURS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (90, 90, 90)]

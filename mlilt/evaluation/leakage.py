@@ -9,7 +9,7 @@ Why it matters: 800 of XTD10's 1000 images are COCO train2014 images, so a model
 (Karpathy train + restval, or ALBEF's coco.json) has seen most of them with their English captions.
 
 An image is identified by its file name and, for COCO, by ``coco:<id>`` (from ``COCO_train2014_…``
-names, 2017-style ``000000061844.jpg`` names or ALBEF ``coco_61844`` ids): ``mlilt.data.pairs.image_keys``.
+names, 2017-style ``000000061844.jpg`` names or ALBEF ``coco_61844`` ids): ``mlilt.data.image_keys.image_keys``.
 Plain numeric ids of other datasets are not keys (they mean nothing outside their dataset).
 """
 
@@ -60,7 +60,8 @@ def training_image_keys(train_data: str, train_format: str = "auto", image_root:
     """Every identity key of the images in a training source (read with ``mlilt.data.pairs.load_pairs``)."""
     import datasets
 
-    from mlilt.data.pairs import image_keys, load_pairs
+    from mlilt.data.image_keys import image_keys
+    from mlilt.data.pairs import load_pairs
 
     pairs = load_pairs(train_data, format=train_format, image_root=image_root, split=split, decode=False)
     if isinstance(pairs, datasets.Dataset):
@@ -91,7 +92,7 @@ def training_image_keys(train_data: str, train_format: str = "auto", image_root:
 
 def eval_image_keys(name: str, path: str | None = None) -> set[str]:
     """Identity keys of one evaluation image, from its name in the set and its file path."""
-    from mlilt.data.pairs import image_keys
+    from mlilt.data.image_keys import image_keys
 
     return image_keys({"image": name}) | (image_keys({"image": path}) if path else set())
 
