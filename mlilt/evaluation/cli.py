@@ -75,7 +75,8 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     ret.add_argument("--data-dir", help="Folder of the set's files (default: $MLILT_HOME/data/<set>).")
     ret.add_argument("--image-root", help="Image folder (xtd10: COCO 2014 with train2014/ and val2014/).")
     ret.add_argument("--langs", help="Comma-separated languages in any form (sw, swh_Latn, SW, zh-Hant), 'all' "
-                                     "or a resource tier (tier0 ... tier5); default: every language of the set.")
+                                     "or a resource tier (tier0 ... tier5); default: the set's default_languages (emoji-XTD: "
+                                     "its eight), else every language it has.")
     ret.add_argument("--pool", choices=POOLS, default=None,
                      help="When some languages lack captions for some images: score every language on the "
                           "images they all have (shared; the default unless the set says otherwise) or each "
