@@ -156,3 +156,10 @@ def write_emoji_like(home: Path) -> tuple[Path, list[str]]:
     for lang, template in CAPTIONS.items():
         (root / f"test_1kcaptions_{lang}.txt").write_text("\n".join(caption(template, i) for i in range(12)) + "\n")
     return root, names
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """An empty $MLILT_HOME of this test's own."""
+    monkeypatch.setenv("MLILT_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"

@@ -1,6 +1,5 @@
 """Multi30K's reader on small files written in the published layout (data/task1/, gzipped sentences)."""
 
-import argparse
 import gzip
 import json
 import warnings
@@ -11,8 +10,8 @@ import yaml
 from PIL import Image
 
 from mlilt import build_model
-from mlilt.evaluation.cli import add_eval_parser, add_install_parsers
 from mlilt.evaluation.sets import EvalSetError, Multi30kSet, load_eval_set, read_spec, find_spec_file
+from helpers_eval import mlilt_cli
 
 pytestmark = pytest.mark.filterwarnings("ignore:multi30k. protocol .* selects")  # small files, not 1000 lines
 
@@ -44,15 +43,6 @@ def write_images(root):
             folder.mkdir(parents=True, exist_ok=True)
             Image.new("RGB", (8, 8), (40 * i, len(test) * 5, 200 - 30 * i)).save(folder / name)
     return root
-
-
-def mlilt_cli(*argv) -> int:
-    parser = argparse.ArgumentParser(prog="mlilt")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_eval_parser(sub)
-    add_install_parsers(sub.add_parser("data").add_subparsers(dest="data_command", required=True))
-    args = parser.parse_args([str(a) for a in argv])
-    return args.func(args)
 
 
 def test_each_test_set_is_a_protocol_with_its_languages(tmp_path):

@@ -1,6 +1,5 @@
 """XTD200 on the real published files (../shared/xtd200), and a user's YAML over FLORES-named files."""
 
-import argparse
 import hashlib
 import json
 import shutil
@@ -13,27 +12,12 @@ from PIL import Image
 
 from conftest import SHARED
 from mlilt import build_model
-from mlilt.evaluation.cli import add_eval_parser, add_install_parsers
 from mlilt.evaluation.harness import EncodeOptions, evaluate_retrieval, load_for_eval
 from mlilt.evaluation.sets import EvalSetError, install, load_eval_set, read_lines, read_spec, find_spec_file
+from helpers_eval import mlilt_cli
 
 XTD200 = SHARED / "xtd200"
 pytestmark = pytest.mark.skipif(not (XTD200 / "swh_Latn.txt").is_file(), reason=f"no XTD200 files in {XTD200}")
-
-
-def mlilt_cli(*argv) -> int:
-    parser = argparse.ArgumentParser(prog="mlilt")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_eval_parser(sub)
-    add_install_parsers(sub.add_parser("data").add_subparsers(dest="data_command", required=True))
-    args = parser.parse_args([str(a) for a in argv])
-    return args.func(args)
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("MLILT_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
 
 
 @pytest.fixture

@@ -1,6 +1,5 @@
 """XTD10 end to end: the real caption files, 1000 tiny images, `mlilt eval` on a tiny trained run."""
 
-import argparse
 import hashlib
 import json
 import shutil
@@ -16,21 +15,12 @@ from conftest import SHARED
 from mlilt import DualEncoder, build_model
 from mlilt.evaluation import sets as sets_module
 from mlilt.evaluation.sets import install as install_module
-from mlilt.evaluation.cli import add_eval_parser, add_install_parsers
 from mlilt.evaluation.sets import EvalSetError, load_eval_set, read_lines
+from helpers_eval import mlilt_cli
 
 XTD10 = SHARED / "xtd10"
 LANGS = ["en", "es", "it", "ko", "pl", "ru", "tr", "zh"]
 pytestmark = pytest.mark.skipif(not (XTD10 / "test_image_names.txt").is_file(), reason=f"no XTD10 files in {XTD10}")
-
-
-def mlilt_cli(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="mlilt")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_eval_parser(sub)
-    add_install_parsers(sub.add_parser("data").add_subparsers(dest="data_command", required=True))
-    args = parser.parse_args([str(a) for a in argv])
-    return args.func(args)
 
 
 def write_images(root: Path, names: list[str], size: int = 8) -> Path:
@@ -45,12 +35,6 @@ def write_images(root: Path, names: list[str], size: int = 8) -> Path:
 @pytest.fixture(scope="module")
 def coco_root(tmp_path_factory):
     return write_images(tmp_path_factory.mktemp("coco"), read_lines(XTD10 / "test_image_names.txt"))
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("MLILT_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
 
 
 @pytest.fixture

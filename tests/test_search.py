@@ -20,12 +20,6 @@ FP32 = ["--precision", "fp32", "--workers", "0", "--quiet"]
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("MLILT_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
-
-
-@pytest.fixture
 def run(tmp_path, tiny_model_config):
     torch.manual_seed(1)
     build_model(tiny_model_config("lilt_lwa")).save_trained(tmp_path / "run" / "model")
