@@ -35,7 +35,6 @@ STRATEGIES = ("frozen", "lilt_lwa", "lilt_lora", "clip")
 POSITIVES = "group"  # TrainConfig's default since issue 20
 # A reused run must also share these: another objective, or checkpoints not at the epochs' ends, is another study.
 STUDY_FIELDS = (*table.RUN_FIELDS, "positives", "save_every")
-PROBE = "en->x@1"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -126,30 +125,63 @@ def slope_lines(report) -> list[str]:
     """Markdown: the slope of each row's per-language Δ to the baseline against log10 CC-100 size and against the
     untrained tower's text probe, with 95 % intervals (least squares over the languages not trained on)."""
     from mlilt.report import fit_slope, resource_points
+    from mlilt.report.stats import UNTRAINED_PROBE, compared_rows, untrained_probe_points
 
-    retrieval, probe = report.table("retrieval"), report.table("text_probe")
-    rows = [run for run in retrieval.mean.index if run != report.baseline]
-    untrained = next((run for run in rows if retrieval.rows.at[run, "strategy"] == table.UNTRAINED), None)
+    retrieval = report.table("retrieval")
     lines = ["", f"## Slopes of Δ to {report.baseline} (mean recall, per language not trained on)", "",
              "Least-squares slope of the per-language Δ (the row's mean recall minus the baseline's, means over "
              "seeds) against log10 of the language's CC-100 size in GiB (per 10× more text), and against the "
-             f"untrained towers' text probe {PROBE} (per probe point); 95 % interval = slope ± t(0.975, n−2)·SE. "
-             "A negative slope on size: the row's edge grows where the encoder saw less text.", "",
+             f"untrained towers' text probe {UNTRAINED_PROBE} (per probe point); 95 % interval = slope ± "
+             "t(0.975, n−2)·SE. A negative slope: the row's edge grows where the encoder saw less text, or knew "
+             "the language less well before training.", "",
              "| row | slope per 10× CC-100 | 95 % CI | n | slope per probe point (untrained) | 95 % CI | n |",
              "|---|---:|---:|---:|---:|---:|---:|"]
-    for run in rows:
-        tags, x, y = resource_points(report, retrieval, run)
-        size = fit_slope(x, y)
-        cells = [f"{size.slope:+.3f}", f"[{size.low:+.3f}, {size.high:+.3f}]", str(size.n)]
-        if untrained is not None and probe is not None:
-            pairs = [(float(probe.mean.at[untrained, (t, PROBE)]), d) for t, d in zip(tags, y)
-                     if (t, PROBE) in probe.mean.columns and not math.isnan(probe.mean.at[untrained, (t, PROBE)])]
-            on_probe = fit_slope([p for p, _ in pairs], [d for _, d in pairs])
-            cells += [f"{on_probe.slope:+.4f}", f"[{on_probe.low:+.4f}, {on_probe.high:+.4f}]", str(on_probe.n)]
-        else:
-            cells += ["—"] * 3
+    for run in compared_rows(report, retrieval):
+        cells = []
+        for points, digits in ((resource_points, 3), (untrained_probe_points, 4)):
+            fit = fit_slope(*points(report, retrieval, run)[1:])
+            cells += [f"{fit.slope:+.{digits}f}", f"[{fit.low:+.{digits}f}, {fit.high:+.{digits}f}]", str(fit.n)]
         lines.append(f"| {run} | " + " | ".join(cells) + " |")
     return lines
+
+
+def language_lines(report, files) -> list[str]:
+    """Markdown: a row per language -- each row's mean recall, its Δ to the baseline with the 95 % interval over
+    seeds (paired by seed), and each row's text probe, the untrained towers' among them."""
+    from mlilt.report.languages import resource_order
+    from mlilt.report.stats import UNTRAINED_PROBE, compared_rows, language_differences
+
+    retrieval, probe = report.table("retrieval"), report.table("text_probe")
+    rows, compared = list(retrieval.mean.index), compared_rows(report, retrieval)
+    languages = resource_order(retrieval.languages, report.languages)
+    deltas = language_differences(files, report.baseline, languages)
+    probe_rows = [] if probe is None else list(probe.mean.index)
+    seeds = sorted({int(n) for n in deltas["seeds"]}) if not deltas.empty else []
+    lines = ["", f"## Per language after the last epoch: mean recall, Δ to {report.baseline}, text probe", "",
+             f"Mean recall (TR/IR@1/5/10, %) of each row (means over seeds); Δ = the row minus {report.baseline}, "
+             f"paired by seed, with its 95 % t interval over the {'/'.join(map(str, seeds))} seeds; text probe "
+             f"{UNTRAINED_PROBE} (%) of each row. Languages by resource tier, then CC-100 size.", ""]
+    header = (["language", "name", "CC-100 GiB", "tier", "images"] + [f"{r} recall" for r in rows]
+              + [f"Δ {r} [95 % CI]" for r in compared] + [f"{r} probe" for r in probe_rows])
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * 2 + "---:|" * (len(header) - 2)]
+    for lang in languages:
+        info = report.languages.get(lang, {})
+        cells = [lang, info.get("name") or "", fmt(info.get("cc100_gib"), ".2f"),
+                 "" if info.get("tier") is None else str(info["tier"]), str(info.get("images", ""))]
+        cells += [fmt(retrieval.mean.at[r, (lang, "mean")], ".1f") for r in rows]
+        for r in compared:
+            d = deltas.loc[(r, lang)] if (r, lang) in deltas.index else None
+            cells.append("–" if d is None else f"{d['delta']:+.1f} [{fmt(d['ci_low'], '+.1f')}, "
+                                               f"{fmt(d['ci_high'], '+.1f')}]")
+        cells += [fmt(probe.mean.at[r, (lang, UNTRAINED_PROBE)], ".1f")
+                  if (lang, UNTRAINED_PROBE) in probe.mean.columns else "–" for r in probe_rows]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def fmt(value, spec: str) -> str:
+    """A number for a table cell; '–' for a missing one."""
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
 
 
 def tier_delta_lines(report, files) -> list[str]:
@@ -173,22 +205,29 @@ def tier_delta_lines(report, files) -> list[str]:
 def write_study_report(result_files: list[Path], lrs: dict, out: str, wall_min: float, total_min: float,
                        invocations: int) -> list[Path]:
     """``mlilt report``'s files, the Markdown extended by the slopes, the Δ per tier, the rates and the wall time."""
-    from mlilt.report import build_report, load_results, write_report
+    from mlilt.report import build_report, load_results, plot_resource_scatter, write_report
+    from mlilt.report.charts import untrained_probe_figure
 
     files = load_results(result_files)
     strategies = {f.run["strategy"] for f in files}
     report = build_report(files, baseline=table.BASELINE if table.BASELINE in strategies else None, metric="mean")
     written = write_report(report, out)
+    md = next(p for p in written if p.suffix == ".md")
     lines = ["", "## How it was trained", "",
              f"Objective: positives {POSITIVES} (an emoji's three styles are positives of each other). Learning "
              "rates (the table's choices): " + ", ".join(f"{s} {lr:g}" for s, lr in lrs.items()) + "."]
     if report.baseline:
-        lines += slope_lines(report) + tier_delta_lines(report, files)
+        lines += slope_lines(report) + tier_delta_lines(report, files) + language_lines(report, files)
+        if not any(p.name.endswith(".untrained_probe.png") for p in written):  # a report of few languages
+            against_probe = md.with_name(md.name.removesuffix(".md") + ".untrained_probe.png")
+            plot_resource_scatter(report, report.table("retrieval"), against_probe, figure=untrained_probe_figure)
+            written.append(against_probe)
     lines += ["", f"Wall time: {wall_min:.1f} min in the invocation that wrote this report (reused runs and "
               f"evaluations count 0); {total_min:.1f} min over all {invocations} invocations on its runs dir "
               f"({table.INVOCATIONS} there).", ""]
-    md = next(p for p in written if p.suffix == ".md")
-    md.write_text(md.read_text(encoding="utf-8") + "\n".join(lines), encoding="utf-8")
+    text = md.read_text(encoding="utf-8")
+    at = text.index("## Provenance")  # the study's sections before the provenance that closes the report
+    md.write_text(text[:at] + "\n".join(lines).lstrip("\n") + "\n\n" + text[at:], encoding="utf-8")
     return written
 
 

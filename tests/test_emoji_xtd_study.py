@@ -78,22 +78,46 @@ def test_every_epoch_is_scored_runs_are_reused_and_the_slope_is_a_least_squares_
     ledger = [json.loads(line) for line in (runs / "invocations.jsonl").read_text().splitlines()]
     assert [e["finished"] for e in ledger] == [True, True]
 
-    # The report's slope of Δ against CC-100 size is numpy's least-squares line through the CSV's per-language Δ.
+    # The report's slopes of Δ against CC-100 size and against the untrained tower's text probe are numpy's
+    # least-squares lines through the CSV's per-language points.
     md = out.with_suffix(".md").read_text()
     csv = pd.read_csv(out.with_suffix(".csv"), comment="#")
     facts = json.loads((runs / "frozen-s0" / "eval" / "emoji-xtd_all.json").read_text())["languages"]
+    untrained = csv[(csv.table == "text_probe") & (csv.kind == "run") & (csv.strategy == "frozen")].iloc[0]
+    number = r"([-+][0-9.]+)"
     for row in ("lilt_lwa-lr0.001-s0", "lilt_lora-lr0.001-s0"):
         delta = csv[(csv.table == "retrieval") & (csv.kind == "delta") & (csv.run == row)].iloc[0]
-        x = [math.log10(facts[lang]["cc100_gib"]) for lang in LANGS[1:]]
         y = [delta[f"{lang} mean"] for lang in LANGS[1:]]
-        slope = np.polyfit(x, y, 1)[0]
-        number = r"([-+][0-9.]+)"
-        cells = re.search(rf"^\| {re.escape(row)} \| {number} \| \[{number}, {number}\] \| 5 \|", md, re.M)
+        on_size = np.polyfit([math.log10(facts[lang]["cc100_gib"]) for lang in LANGS[1:]], y, 1)[0]
+        on_probe = np.polyfit([untrained[f"{lang} en->x@1"] for lang in LANGS[1:]], y, 1)[0]
+        cells = re.search(rf"^\| {re.escape(row)} \| {number} \| \[{number}, {number}\] \| 5 \| {number} \| "
+                          rf"\[{number}, {number}\] \| 5 \|", md, re.M)
         assert cells, f"no slope row for {row}"
-        assert float(cells[1]) == pytest.approx(slope, abs=6e-4)
+        assert float(cells[1]) == pytest.approx(on_size, abs=6e-4)
         assert float(cells[2]) < float(cells[1]) < float(cells[3])
+        assert float(cells[4]) == pytest.approx(on_probe, abs=6e-5)
+    assert "| frozen (untrained) |" not in md[md.index("## Slopes"):md.index("## Paired")]  # no Δ of its own
     assert "positives group" in md and "over all 2 invocations" in md
-    assert "## Against the training step" in md and out.with_name(out.name + ".steps.png").is_file()
+    assert md.index("## Slopes") < md.index("## Provenance")
+
+    # A row per language with each row's recall, its Δ to clip (one seed: no interval) and every row's probe.
+    section = md[md.index("## Per language after the last epoch"):]
+    sw = next(line for line in section.splitlines() if line.startswith("| sw |")).split(" | ")
+    lwa = csv[(csv.table == "retrieval") & (csv.kind == "run") & (csv.run == "lilt_lwa-lr0.001-s0")].iloc[0]
+    lwa_delta = csv[(csv.table == "retrieval") & (csv.kind == "delta") & (csv.run == "lilt_lwa-lr0.001-s0")].iloc[0]
+    assert sw[1:4] == ["Swahili", f"{facts['sw']['cc100_gib']:.2f}", str(facts["sw"]["tier"])]
+    assert f"{lwa['sw mean']:.1f}" in sw and f"{lwa_delta['sw mean']:+.1f} [–, –]" in sw
+    assert sw[-1] == f"{untrained['sw en->x@1']:.1f} |"
+
+    # The curves follow English, the other languages, the lowest tier (Swahili alone here) and the probe.
+    steps = csv[csv.table == "steps"]
+    lowest = f"tier {facts['sw']['tier']}"
+    assert {"recall en mean", "recall mean (non-en) mean", f"recall {lowest} mean",
+            "text probe mean (non-en) en->x@1"} <= set(steps.columns)
+    final = steps[(steps.config == "lilt_lwa-lr0.001-s0") & (steps.step == 2 * per_epoch)].iloc[0]
+    assert final[f"recall {lowest} mean"] == pytest.approx(lwa["sw mean"])
+    for chart in (".steps.png", ".untrained_probe.png"):
+        assert out.with_name(out.name + chart).is_file()
 
 
 def yaml_of(path: Path) -> dict:

@@ -169,3 +169,39 @@ def test_many_languages_without_a_resource_measure_chart_the_summary_columns(tmp
     with Image.open(tmp_path / "r.png") as im:
         assert im.size[0] < 1500  # two panels (mean (all), mean (non-en)), not 26
     assert "| l03 |  |" in (tmp_path / "r.md").read_text()  # the bare code where no name is recorded
+
+
+def test_against_the_untrained_probe_the_slope_is_the_fit_of_the_plotted_points(tmp_path):
+    """With an untrained row and its text probe, a many-language report adds the scatter of each trained row's Δ
+    against what the untrained text tower knew of each language; the untrained row is not a point series."""
+    from PIL import Image
+
+    tags = [f"l{i:02d}" for i in range(24)]
+    info = language_info(tags)
+    rng = np.random.default_rng(1)
+    known = {tag: float(rng.uniform(5, 90)) for tag in tags}
+    delta = {tag: 4.0 - 0.05 * known[tag] + rng.normal(0, 0.5) for tag in tags}
+    every = ["en", *tags]
+    paths = [write(tmp_path, "clip.json", result("clip-s0", "clip", percent=100.0, tr1={t: 30.0 for t in every},
+                                                 probe={t: 20.0 for t in tags}, languages=info)),
+             write(tmp_path, "lwa.json", result("lwa-s0", tr1={"en": 31.0} | {t: 30.0 + delta[t] for t in tags},
+                                                probe={t: 40.0 for t in tags}, languages=info)),
+             write(tmp_path, "frozen.json", result("frozen-s0", "frozen", percent=0.0, tr1={t: 12.0 for t in every},
+                                                   probe=known, languages=info))]
+    report = rp.build_report(rp.load_results(paths), baseline="clip")
+    table = report.table("retrieval")
+    fig, fits = rp.charts.untrained_probe_figure(report, table)
+    assert list(fits) == ["lwa-s0"]  # the untrained row is the measure, not a series
+    points = fig.axes[0].collections[0].get_offsets()
+    x, y = np.asarray(points[:, 0]), np.asarray(points[:, 1])
+    assert x == pytest.approx([known[t] for t in tags]) and y == pytest.approx([delta[t] for t in tags])
+    slope, intercept = np.polyfit(x, y, 1)
+    assert (fits["lwa-s0"].slope, fits["lwa-s0"].intercept) == (pytest.approx(slope), pytest.approx(intercept))
+    assert fits["lwa-s0"].low < -0.05 < fits["lwa-s0"].high
+    written = rp.write_report(report, tmp_path / "r")
+    assert tmp_path / "r.untrained_probe.png" in written
+    with Image.open(tmp_path / "r.untrained_probe.png") as im:
+        written_slope = re.search(r"lwa-s0: slope (\S+),", im.text["Description"])[1]
+    assert float(written_slope) == pytest.approx(slope)
+    _, fits_on_size = rp.charts.resource_figure(report, table)
+    assert list(fits_on_size) == ["lwa-s0"]

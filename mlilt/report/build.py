@@ -53,7 +53,7 @@ def build_report(results: list[ResultFile], *, baseline: str | None = None, metr
         raise ResultFileError(f"--langs {','.join(languages)}: no result file has retrieval results in "
                               f"{', '.join(selected)}")
     if has_history(results):
-        tables.append(steps_table(groups, labels, results, train_languages, selected))
+        tables.append(steps_table(groups, labels, results, train_languages, selected, info))
         notes.append(f"runs scored at several steps: the tables above show each run at its last step; "
                      f"'{tables[-1].title}' follows them over training.")
     notes.extend(_leakage_notes(latest))

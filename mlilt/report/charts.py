@@ -9,7 +9,7 @@ import numpy as np
 
 from .render import _summary_lines
 from .languages import log_resource
-from .stats import fit_slope, resource_points
+from .stats import (UNTRAINED_PROBE, compared_rows, fit_slope, resource_points, untrained_probe_points)
 from .steps import last_steps
 from .tables import Report, Table, _group, _labels, _mlilt_version
 
@@ -145,24 +145,22 @@ def plot_strategy_summary(table: Table, path: Path, *, english: str = "en", titl
     fig.savefig(path, dpi=110, metadata=metadata | {"Plotted": "\n".join(["run | column | mean | std", *plotted])})
 
 
-def resource_figure(report: Report, table: Table):
-    """The scatter of per-language Δ to the baseline (or value) against log CC-100 size, one colour per row, each
-    with its least-squares line and the 95 % interval of its slope; returns (Figure, {row: SlopeFit})."""
+def scatter_figure(report: Report, table: Table, points: dict, *, measure: str, per: str, left_out: list[str],
+                   decade_ticks: bool = False):
+    """Per-language Δ to the baseline (or value) of each row against a language measure: ``points`` maps a row to
+    (tags, x, y); each row gets its least-squares line and the 95 % interval of its slope, the legend its slope
+    ``per`` unit of x. Returns (Figure, {row: SlopeFit})."""
     from matplotlib.ticker import FuncFormatter, MultipleLocator
 
-    runs = list(table.delta.index) if table.delta is not None else list(table.mean.index)
     keys = " and ".join(dict.fromkeys(k for _, k in table.mean.columns))
     fig = _figure(figsize=(8.5, 6.0))
     ax = fig.subplots()
-    fits, left_out = {}, set()
-    for i, run in enumerate(runs):
-        tags, x, y = resource_points(report, table, run)
-        left_out |= {lang for lang in table.languages if log_resource(lang, report.languages) is None}
+    fits = {}
+    for i, (run, (tags, x, y)) in enumerate(points.items()):
         fit = fits[run] = fit_slope(x, y)
         colour = f"C{i % 10}"
         ax.scatter(x, y, s=16, alpha=0.7, color=colour,
-                   label=f"{run}: slope {fit.slope:+.2f} per 10× CC-100 (95 % CI [{fit.low:+.2f}, {fit.high:+.2f}]), "
-                         f"n = {fit.n}")
+                   label=f"{run}: slope {fit.slope:+.3f} {per} (95 % CI [{fit.low:+.3f}, {fit.high:+.3f}]), n = {fit.n}")
         if math.isnan(fit.slope):
             continue
         grid = np.linspace(x.min(), x.max(), 50)
@@ -175,24 +173,46 @@ def resource_figure(report: Report, table: Table):
             ax.annotate(tags[j], (x[j], y[j]), fontsize="x-small", xytext=(3, 2), textcoords="offset points")
     if table.delta is not None:
         ax.axhline(0, color="grey", linewidth=0.8)
-    ax.xaxis.set_major_locator(MultipleLocator(1))  # x is log10(GiB): a tick per decade, 0.1 1 10 100
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{10 ** v:g}"))
-    ax.set_xlabel("text the encoders saw in the language: CC-100 size, GiB (log scale)")
+    if decade_ticks:  # x is log10(GiB): a tick per decade, 0.1 1 10 100
+        ax.xaxis.set_major_locator(MultipleLocator(1))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{10 ** v:g}"))
+    ax.set_xlabel(measure)
     what = f"Δ to {report.baseline}" if table.delta is not None else "value"
     ax.set_ylabel(f"{what}, mean of {keys} (%)")
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize="x-small")
-    left = ([f"{len(left_out)} languages without a CC-100 size"] if left_out else [])
-    left.append(f"{', '.join(report.train_languages)} (trained on)")
-    ax.set_title(f"{table.title}: {report.eval_set} ({report.protocol}),\nper-language {what} against CC-100 size; "
-                 f"line = least-squares fit, band = 95 % interval of its slope (t, n−2)\n"
+    left = [*left_out, f"{', '.join(report.train_languages)} (trained on)"]
+    ax.set_title(f"{table.title}: {report.eval_set} ({report.protocol}),\nper-language {what} against "
+                 f"{measure.split(':')[0]};\nline = least-squares fit, band = 95 % interval of its slope (t, n−2)\n"
                  f"not plotted: {'; '.join(left)}; mlilt {report.mlilt_version}, {report.created}", fontsize="small")
     return fig, fits
 
 
-def plot_resource_scatter(report: Report, table: Table, path: Path) -> dict:
-    """Write :func:`resource_figure` as a PNG; return its fits."""
-    fig, fits = resource_figure(report, table)
+def resource_figure(report: Report, table: Table):
+    """:func:`scatter_figure` against log CC-100 size (the untrained towers' row left out where there is a
+    baseline); returns (Figure, {row: SlopeFit})."""
+    points = {run: resource_points(report, table, run) for run in compared_rows(report, table)}
+    unknown = [lang for lang in table.languages if log_resource(lang, report.languages) is None]
+    return scatter_figure(report, table, points, per="per 10× CC-100", decade_ticks=True,
+                          measure="text the encoders saw in the language: CC-100 size, GiB (log scale)",
+                          left_out=[f"{len(unknown)} languages without a CC-100 size"] if unknown else [])
+
+
+def untrained_probe_figure(report: Report, table: Table):
+    """:func:`scatter_figure` against the untrained text tower's probe in each language (what the encoder knew of
+    it before any training); returns (Figure, {row: SlopeFit})."""
+    points = {run: untrained_probe_points(report, table, run) for run in compared_rows(report, table)}
+    shown = {tag for tags, _, _ in points.values() for tag in tags}
+    unknown = [lang for lang in table.languages if lang not in shown and lang not in report.train_languages]
+    return scatter_figure(report, table, points, per="per probe point",
+                          measure=f"the untrained text tower's probe {UNTRAINED_PROBE}: English captions finding "
+                                  "the language's own (%)",
+                          left_out=[f"{len(unknown)} languages without a probe"] if unknown else [])
+
+
+def plot_resource_scatter(report: Report, table: Table, path: Path, figure=resource_figure) -> dict:
+    """Write ``figure`` (:func:`resource_figure` or :func:`untrained_probe_figure`) as a PNG; return its fits."""
+    fig, fits = figure(report, table)
     lines = [f"{run}: slope {f.slope!r}, 95 % CI [{f.low!r}, {f.high!r}], intercept {f.intercept!r}, n {f.n}"
              for run, f in fits.items()]
     fig.savefig(path, dpi=110, metadata=_metadata(report, table.title, *lines))
@@ -217,7 +237,9 @@ def plot_steps(report: Report, table: Table, path: Path) -> None:
             if not np.isnan(std).all():
                 ax.fill_between(steps, mean - np.nan_to_num(std), mean + np.nan_to_num(std), color=f"C{i % 10}",
                                 alpha=0.2, linewidth=0)
-        ax.set_title(f"{group} {key}", fontsize="medium")
+        members = table.mean_languages.get(group, [])
+        ax.set_title(f"{group} {key}" + (f" ({len(members)} languages)" if len(members) > 1 else ""),
+                     fontsize="medium")
         ax.set_xlabel("training step")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("%")

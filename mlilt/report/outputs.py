@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from .charts import (can_summarise_strategies, plot_resource_scatter, plot_steps, plot_strategy_summary, plot_table,
-                     write_gallery)
+                     untrained_probe_figure, write_gallery)
 from .languages import log_resource
 from .render import render_csv, render_latex, render_markdown
+from .stats import compared_rows, untrained_probe_points
 from .tables import Report, Table
 
 OUTPUT_SUFFIXES = (".md", ".csv", ".tex", ".png")
@@ -21,8 +22,9 @@ def output_prefix(out: str | Path) -> Path:
 
 def write_report(report: Report, out: str | Path, *, decimals: int = 1, plot: bool = True) -> list[Path]:
     """Write NAME.md, NAME.csv, NAME.tex and NAME.png (plus NAME.text_probe.png, NAME.steps.png for runs scored
-    at several steps and, when the result files recorded one, NAME.gallery.png linked from NAME.md); return the
-    paths. See :func:`plot_report_table` for which chart NAME.png is."""
+    at several steps, NAME.untrained_probe.png for many languages and an untrained row and, when the result files
+    recorded one, NAME.gallery.png linked from NAME.md); return the paths. See :func:`plot_report_table` for which
+    chart NAME.png is."""
     prefix = output_prefix(out)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     written = []
@@ -54,6 +56,11 @@ def plot_report_table(report: Report, table: Table, path: Path) -> list[Path]:
             plot_resource_scatter(report, table, path)
         else:
             plot_table(report, table, path, groups=list(table.mean_languages))
+        if table.name == "retrieval" and any(len(untrained_probe_points(report, table, run)[0]) > 2
+                                             for run in compared_rows(report, table)):
+            against_probe = path.with_name(path.name.removesuffix(".png") + ".untrained_probe.png")
+            plot_resource_scatter(report, table, against_probe, figure=untrained_probe_figure)
+            return [path, against_probe]
     elif report.metric == "mean" and table.name == "retrieval" and can_summarise_strategies(table):
         title = f"{report.eval_set} ({report.protocol}): mean recall per row, English vs the other languages"
         plot_strategy_summary(table, path, title=title, report=report)

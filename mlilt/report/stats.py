@@ -58,6 +58,16 @@ def paired_differences(results: list[ResultFile], baseline: str, *, key: str = "
     return pd.DataFrame(rows).set_index("run") if rows else pd.DataFrame()
 
 
+def language_differences(results: list[ResultFile], baseline: str, languages: list[str], *, key: str = "mean",
+                         confidence: float = 0.95) -> pd.DataFrame:
+    """:func:`paired_differences` one language at a time: per (row, language) the Δ to ``baseline`` paired by seed,
+    its interval over the seeds alone (n = seeds; none for one seed)."""
+    frames = [paired_differences(results, baseline, key=key, languages=[lang], confidence=confidence)
+              .assign(language=lang) for lang in languages]
+    frames = [f for f in frames if not f.empty]
+    return pd.concat(frames).reset_index().set_index(["run", "language"]) if frames else pd.DataFrame()
+
+
 @dataclasses.dataclass(frozen=True)
 class SlopeFit:
     """A least-squares line y = intercept + slope·x with the slope's confidence interval."""
@@ -83,14 +93,50 @@ def fit_slope(x, y, confidence: float = 0.95) -> SlopeFit:
                     len(x), confidence)
 
 
+UNTRAINED = "frozen"  # the strategy of the untrained towers (mlilt.strategies' preset): the reference, not a row
+UNTRAINED_PROBE = "en->x@1"  # the untrained text tower's knowledge of a language: English captions finding its own
+
+
+def untrained_row(report: Report) -> str | None:
+    """The retrieval table's row of the untrained towers (strategy 'frozen'), or None."""
+    rows = report.table("retrieval").rows
+    return next((run for run in rows.index if rows.at[run, "strategy"] == UNTRAINED), None)
+
+
+def compared_rows(report: Report, table: Table) -> list[str]:
+    """The rows a scatter against the baseline shows: every Δ row but the untrained towers' (with no baseline,
+    every row)."""
+    if table.delta is None:
+        return list(table.mean.index)
+    return [run for run in table.delta.index if table.rows.at[run, "strategy"] != UNTRAINED]
+
+
+def untrained_probe_points(report: Report, table: Table, run: str,
+                           key: str = UNTRAINED_PROBE) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """As :func:`resource_points`, with x the untrained towers' text probe ``key`` in the language (%) instead of
+    its CC-100 size; empty when the report has no untrained row or no probe."""
+    probe, untrained = report.table("text_probe"), untrained_row(report)
+    if probe is None or untrained is None or untrained not in probe.mean.index:
+        return [], np.array([]), np.array([])
+    known = {lang: float(probe.mean.at[untrained, (lang, key)]) for lang in probe.languages
+             if (lang, key) in probe.mean.columns and not math.isnan(probe.mean.at[untrained, (lang, key)])}
+    tags, _, y = _language_points(report, table, run, lambda lang: known.get(lang))
+    return tags, np.array([known[t] for t in tags]), y
+
+
 def resource_points(report: Report, table: Table, run: str) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Per language not trained on with a recorded CC-100 size: its tag, log10 GiB, and the row's Δ to the baseline
     (its value when there is no baseline), averaged over the table's metrics (e.g. TR@1 and IR@1)."""
+    return _language_points(report, table, run, lambda lang: log_resource(lang, report.languages))
+
+
+def _language_points(report: Report, table: Table, run: str, measure) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(tag, measure(tag), Δ) for each language not trained on whose measure and Δ are known."""
     frame = table.delta if table.delta is not None and run in table.delta.index else table.mean
     trained = {_base_language(t) for t in report.train_languages}
     tags, xs, ys = [], [], []
     for lang in (lang for lang in table.languages if _base_language(lang) not in trained):
-        x = log_resource(lang, report.languages)
+        x = measure(lang)
         values = [float(frame.at[run, (lang, k)]) for k in _metrics(table)]
         if x is not None and not any(math.isnan(v) for v in values):
             tags.append(lang)
