@@ -28,27 +28,21 @@ needs them. ``mem_over_model_mb`` is the part training adds on top of the built 
 optimizer state, activations). Where the mark cannot be reset, the lifetime peak
 (``getrusage().ru_maxrss``) is reported and the JSON says so (``peak_kind``).
 
-``--memory-budget`` measures on the CPU what ``max_memory_allocated`` measures on CUDA: the peak of
-live tensor bytes, replayed from the allocator's events (``torch.profiler``, ``profile_memory``) over
-all of the child's steps, plus the bytes of the model and the batch (``peak_kind``
-``cpu_max_allocated``). RSS also counts the allocator's slack, whose noise hides a slope of tens of
-MB per pair (gradient checkpointing); the replayed peak is exact, so a few small batches fit the line.
-The line is fitted per allocator event (``fit_moments``), not only through the peaks: the moment that
-sets the peak moves with the batch (late in backward, gradients allocated, at small batches; early,
-activations kept, at large ones), so a line through small batches' peaks can underestimate a large one.
+``--memory-budget``: see ``train_step_memory.py`` (the peak replayed from the allocator's events on the
+CPU, the line fitted per event, the largest batch under the budget).
 
 Columns: step time (wall clock; ``step_cpu_s``: CPU time of the process over all its threads), peak memory, trainable parameters and optimizer-state bytes,
 each with its ratio to ``clip`` (when ``clip`` is among the strategies). Then the copies of one step
-(``count_copies``, from torch.profiler with ``record_shapes``: ``aten::copy_`` calls, the dtype casts
-among them, the bytes they read and write, and 0-d scalar conversions apart), with their ratio to
-``ln_only``; they do not depend on the machine's speed or load, only on the code and library versions.
+(``count_copies`` in ``train_step_ops.py``, from torch.profiler with ``record_shapes``: ``aten::copy_``
+calls, the dtype casts among them, the bytes they read and write, and 0-d scalar conversions apart),
+with their ratio to ``ln_only``; they do not depend on the machine's speed or load, only on the code and
+library versions.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import itertools
 import json
 import os
 import statistics
@@ -63,9 +57,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parents[1]
 RESULT_PREFIX = "RESULT "
 MIB = 2 ** 20
-# Bytes per element of the dtypes as torch.profiler names them (``record_shapes``' input_dtypes).
-PROFILER_DTYPE_BYTES = {"double": 8, "float": 4, "c10::BFloat16": 2, "c10::Half": 2, "long int": 8, "int": 4,
-                        "short int": 2, "signed char": 1, "unsigned char": 1, "bool": 1}
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling modules, also when a test loads this file
+from train_step_memory import (  # noqa: E402
+    AllocatorPeak, memory_budget, peak_rss_mb, reset_peak_rss, status_kb, storage_bytes)
+from train_step_ops import count_copies, count_flops, profile_step  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,135 +103,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ---- the child: one strategy -------------------------------------------------------------------
-
-def _reset_peak_rss() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")  # Linux: resets VmHWM to the current RSS
-        return True
-    except OSError:
-        return False
-
-
-def _status_kb(field: str) -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def _peak_rss_mb(reset_ok: bool) -> tuple[float, str]:
-    import resource
-
-    if reset_ok and (hwm := _status_kb("VmHWM")) is not None:
-        return hwm / 1024, "rss_since_model_built"
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rss_lifetime"
-
-
-class AllocatorPeak:
-    """Peak of live tensor bytes allocated inside the block: the CPU's ``torch.cuda.max_memory_allocated``."""
-
-    def __enter__(self):
-        from torch.profiler import ProfilerActivity, profile
-
-        self._profile = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
-        self._profile.__enter__()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._profile.__exit__(*exc)
-        # Each "[memory]" event is one allocation (+bytes) or free (-bytes); replayed in time order, their
-        # running sum is the live bytes allocated since entry. (kineto_results: the raw events, in their order.)
-        events = [e for e in self._profile.profiler.kineto_results.events() if e.name() == "[memory]"]
-        self.live_bytes = list(itertools.accumulate(e.nbytes() for e in sorted(events, key=lambda e: e.start_ns())))
-        self.peak_bytes = max(self.live_bytes, default=0)
-
-
-def _storage_bytes(tensors) -> int:
-    """Bytes of the distinct storages behind ``tensors`` (tied weights counted once)."""
-    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}
-    return sum(storages.values())
-
-
-def count_flops(dual, batch: dict, autocast=contextlib.nullcontext) -> dict:
-    """FLOPs of one forward (under ``autocast()``, as training runs it) and one backward (FlopCounterMode), split
-    into adapters and the rest."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from mlilt.train.loop import ContrastiveModel
-    from mlilt.train.loss import contrastive_loss
-
-    model = ContrastiveModel(dual)
-
-    def adapter_flops(per_module: dict) -> int:
-        # Module counts include their submodules: take each adapter once, at the adapter itself.
-        return sum(sum(ops.values()) for name, ops in per_module.items() if name.endswith(".adapter"))
-
-    # One counter for both passes: it attributes backward FLOPs to modules through hooks set in forward.
-    with FlopCounterMode(display=False) as mode:
-        with autocast():  # bf16 frozen weights (cast_frozen_matmul_weights) need it, as in training
-            embeddings = model(batch["pixels"], batch["input_ids"], batch["attention_mask"])
-        loss = contrastive_loss(*embeddings)
-        forward, forward_adapters = mode.get_total_flops(), adapter_flops(mode.get_flop_counts())
-        loss.backward()
-        total, total_adapters = mode.get_total_flops(), adapter_flops(mode.get_flop_counts())
-    counts = {"forward_flops": forward, "forward_adapter_flops": forward_adapters,
-              "backward_flops": total - forward, "backward_adapter_flops": total_adapters - forward_adapters}
-    dual.zero_grad(set_to_none=True)
-    counts["flops"] = counts["forward_flops"] + counts["backward_flops"]
-    counts["adapter_flops"] = counts["forward_adapter_flops"] + counts["backward_adapter_flops"]
-    counts["tower_flops"] = counts["flops"] - counts["adapter_flops"]  # tower matmuls, attention, head
-    return counts
-
-
-def count_copies(t, batch: dict) -> dict:
-    """``aten::copy_`` calls of one ``training_step`` (dtype casts, contiguous and bias copies) and the bytes they move.
-
-    A copy reads one source element per destination element and writes it: ``copy_bytes`` sums both.
-    ``casts`` are the copies that change the dtype. A copy into a 0-d tensor is a scalar conversion (a
-    Python number made a tensor, e.g. AdamW's step counter of each trained tensor, on the CPU), counted
-    apart as ``scalar_copies``: a few bytes each, no data moved.
-    """
-    import math
-
-    from torch.profiler import ProfilerActivity, profile
-
-    from mlilt.train.loop import training_step
-
-    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
-        training_step(t, [batch])
-    counts = {"copies": 0, "casts": 0, "copy_bytes": 0, "scalar_copies": 0}
-    for event in prof.events():
-        if event.name != "aten::copy_":
-            continue
-        (destination, *_), (to_type, from_type, *_) = event.input_shapes, event.input_dtypes
-        if not destination:
-            counts["scalar_copies"] += 1
-            continue
-        counts["copies"] += 1
-        counts["casts"] += to_type != from_type
-        counts["copy_bytes"] += math.prod(destination) * (PROFILER_DTYPE_BYTES[to_type] + PROFILER_DTYPE_BYTES[from_type])
-    return counts
-
-
-def profile_step(t, batch: dict, rows: int) -> str:
-    """torch.profiler table of one training step, top ``rows`` ops by self CPU (or CUDA) time."""
-    import torch
-    from torch.profiler import ProfilerActivity, profile
-
-    from mlilt.train.loop import training_step
-
-    cuda = torch.cuda.is_available() and batch["pixels"].is_cuda
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    with profile(activities=activities) as prof:
-        training_step(t, [batch])
-        if cuda:
-            torch.cuda.synchronize()
-    key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
-    return prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=48)
-
 
 def _accelerator(args):
     import torch
@@ -316,7 +183,7 @@ def run_child(args) -> dict:
     counts = mlilt.count(model)
 
     gc.collect()
-    replay = args.memory_budget is not None and not cuda  # see the module docstring: RSS is too coarse for a fit
+    replay = args.memory_budget is not None and not cuda  # see train_step_memory: RSS is too coarse for a fit
     allocated = AllocatorPeak() if replay else contextlib.nullcontext()
     if cuda:
         torch.cuda.synchronize()
@@ -324,10 +191,10 @@ def run_child(args) -> dict:
         base_mb = torch.cuda.memory_allocated() / MIB
         reset_ok = True
     elif replay:
-        base_mb = _storage_bytes([*model.parameters(), *model.buffers(), *batch.values()]) / MIB
+        base_mb = storage_bytes([*model.parameters(), *model.buffers(), *batch.values()]) / MIB
     else:
-        reset_ok = _reset_peak_rss()
-        base_mb = (_status_kb("VmRSS") or 0) / 1024
+        reset_ok = reset_peak_rss()
+        base_mb = (status_kb("VmRSS") or 0) / 1024
     with allocated:
         losses = [timed_step(t, batch, f"{args.child} {args.child_mode}, memory")[2] for _ in range(steps)]
     if cuda:
@@ -339,7 +206,7 @@ def run_child(args) -> dict:
 
             save_file({"mb": base_mb + torch.tensor(allocated.live_bytes, dtype=torch.float64) / MIB}, args.timeline)
     else:
-        peak_mb, peak_kind = _peak_rss_mb(reset_ok)
+        peak_mb, peak_kind = peak_rss_mb(reset_ok)
     extra = {}
     if not args.no_flops:
         extra.update(count_flops(t.dual, {k: v.to(accelerator.device) for k, v in batch.items()},
@@ -497,117 +364,6 @@ def print_copies(rows: list[dict]) -> None:
           "dtype; copy MB: bytes they read and write; scalar: conversions of 0-d tensors (AdamW's step counters)")
 
 
-def fit_line(xs: list[float], ys: list[float]) -> tuple[float, float]:
-    """Least-squares ``y = fixed + slope * x``; returns (fixed, slope)."""
-    mx, my = statistics.fmean(xs), statistics.fmean(ys)
-    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
-    return my - slope * mx, slope
-
-
-def fit_moments(batches: list[int], timelines: list) -> tuple:
-    """Per allocator event, least-squares ``MB = fixed + per_sample x batch`` over the runs' timelines.
-
-    A training step allocates and frees the same tensors in the same order at every batch (only their
-    sizes change), so event i of one run is event i of another; the peak of a batch never measured is
-    then the largest of these lines there -- exact even where the peak moves to another moment (late in
-    backward, with every gradient allocated, at small batches; early, with every activation, at large).
-    Returns (fixed, per_sample) tensors, or None when the runs' event sequences differ.
-    """
-    import torch
-
-    if len({len(t) for t in timelines}) != 1:
-        return None
-    x = torch.tensor(batches, dtype=torch.float64)
-    y = torch.stack(timelines)  # (runs, events)
-    dx = x - x.mean()
-    per_sample = (dx[:, None] * (y - y.mean(0))).sum(0) / (dx ** 2).sum()
-    return y.mean(0) - per_sample * x.mean(), per_sample
-
-
-def peak_at(fixed, per_sample, batch: int) -> tuple[float, int]:
-    """(peak MB, the event that sets it) at ``batch``."""
-    at = fixed + per_sample * batch
-    moment = int(at.argmax())
-    return float(at[moment]), moment
-
-
-def largest_batch(fixed, per_sample, budget_mb: float) -> tuple[int | None, int | None]:
-    """(largest batch whose peak stays within the budget, the event that binds it); None: memory does not grow."""
-    import torch
-
-    growing = per_sample > 0
-    if not bool(growing.any()):
-        return None, None
-    if bool((fixed[~growing] > budget_mb).any()):
-        return 0, int(torch.nonzero((fixed > budget_mb) & ~growing)[0])
-    room = torch.where(growing, (budget_mb - fixed) / per_sample.clamp_min(1e-12), torch.inf)
-    moment = int(room.argmin())
-    return max(int(room[moment].floor()), 0), moment
-
-
-def memory_budget(args, strategies: list[str], argv: list[str]) -> int:
-    """Peak memory at a few batches per strategy, fitted per event, the largest batch under the budget."""
-    import tempfile
-
-    import torch
-    from safetensors.torch import load_file
-
-    fit_batches = [int(b) for b in args.fit_batches.split(",")]
-    if len(set(fit_batches)) < 2:
-        raise SystemExit(f"--fit-batches {args.fit_batches}: a line needs at least two different batches")
-    budget_mb = args.memory_budget * 1024
-    rows = []
-    for strategy in strategies:
-        for checkpointing in (False, True):
-            measured, kinds, timelines = {}, set(), {}
-            for batch in [*fit_batches, args.check_batch]:
-                with tempfile.TemporaryDirectory() as tmp:
-                    timeline = Path(tmp) / "timeline.safetensors"
-                    # Two steps: AdamW's state is allocated at the end of the first, so only the second step's
-                    # forward and backward carry it beside the activations, as every step of a real run does.
-                    child_argv = [*argv, "--batch", str(batch), "--warmup", "1", "--no-flops",
-                                  "--profile", "0", "--timeline", str(timeline),
-                                  *(["--gradient-checkpointing"] if checkpointing else [])]
-                    child = run_strategy(args, strategy, child_argv)
-                    if timeline.exists():
-                        timelines[batch] = load_file(timeline)["mb"]
-                measured[batch] = child["peak_mem_mb"]
-                kinds.add(child["peak_kind"])
-            lines = fit_moments(fit_batches, [timelines[b] for b in fit_batches]) \
-                if all(b in timelines for b in fit_batches) else None
-            fit = "per_event" if lines else "peaks"
-            if lines is None:  # CUDA, or event sequences that differ: a line through the peaks alone
-                fixed, per_sample = fit_line(fit_batches, [measured[b] for b in fit_batches])
-                lines = torch.tensor([fixed], dtype=torch.float64), torch.tensor([per_sample], dtype=torch.float64)
-            predicted, check_moment = peak_at(*lines, args.check_batch)
-            largest, moment = largest_batch(*lines, budget_mb)
-            # The line of the event that binds at the budget (the peak's own at the check batch if none binds).
-            moment = check_moment if moment is None else moment
-            fixed, per_sample = float(lines[0][moment]), float(lines[1][moment])
-            rows.append({"strategy": strategy, "gradient_checkpointing": checkpointing, "measured_mb": measured,
-                         "fit": fit, "fixed_mb": fixed, "per_sample_mb": per_sample, "check_batch": args.check_batch,
-                         "check_predicted_mb": predicted, "check_measured_mb": measured[args.check_batch],
-                         "check_error": predicted / measured[args.check_batch] - 1, "budget_gb": args.memory_budget,
-                         "largest_batch": largest, "peak_kind": "/".join(sorted(kinds))})
-            print(f"{strategy} (gradient checkpointing {'on' if checkpointing else 'off'}): measured MB {measured}, "
-                  f"fit ({fit}) {fixed:.0f} + {per_sample:.1f} x batch at the binding moment, largest batch under "
-                  f"{args.memory_budget:g} GB: {largest}", file=sys.stderr, flush=True)
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    print(f"text: {args.text}   vision: {args.vision} @ {args.img_size or 'default'} px   {args.precision}   "
-          f"budget {args.memory_budget:g} GB   fit on batches {args.fit_batches}, checked at {args.check_batch}   "
-          f"peak: {'/'.join(sorted({r['peak_kind'] for r in rows}))}, "
-          f"fitted {'/'.join(sorted({r['fit'] for r in rows}))}")
-    print(f"{'strategy':<14}{'grad ckpt':>10}{'fixed MB':>10}{'MB/sample':>11}{'check pred/meas MB':>22}"
-          f"{'error':>8}{'largest batch':>15}")
-    for r in rows:
-        print(f"{r['strategy']:<14}{'yes' if r['gradient_checkpointing'] else 'no':>10}{r['fixed_mb']:>10.0f}"
-              f"{r['per_sample_mb']:>11.1f}{r['check_predicted_mb']:>11.0f} / {r['check_measured_mb']:<8.0f}"
-              f"{100 * r['check_error']:>+7.1f}%{r['largest_batch'] if r['largest_batch'] is not None else '-':>15}")
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
@@ -616,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     if args.memory_budget is not None:
-        return memory_budget(args, strategies, argv)
+        return memory_budget(args, strategies, argv, run_strategy)
     if args.child_time:
         print(RESULT_PREFIX + json.dumps(run_timing_child(args)), flush=True)
         return 0

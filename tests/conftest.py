@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny random towers saved to disk, offline only."""
+"""Shared fixtures: tiny random towers saved to disk, a COCO-shaped folder and a datasets table, offline only."""
 
 import os
 
@@ -7,10 +7,13 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import json  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+
+from helpers_data import COLOURS, image_bytes, save_image  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -163,3 +166,40 @@ def home(tmp_path, monkeypatch):
     """An empty $MLILT_HOME of this test's own."""
     monkeypatch.setenv("MLILT_HOME", str(tmp_path / "home"))
     return tmp_path / "home"
+
+
+# A COCO-shaped folder and a datasets table: what the data tests load in every layout.
+@pytest.fixture
+def coco(tmp_path):
+    """A COCO-shaped folder: train2014/ and val2014/ images, Karpathy and ALBEF manifests elsewhere."""
+    root = tmp_path / "coco"
+    names = {61844: "train2014/COCO_train2014_000000061844.jpg", 57870: "train2014/COCO_train2014_000000057870.jpg",
+             391895: "val2014/COCO_val2014_000000391895.jpg", 522418: "val2014/COCO_val2014_000000522418.jpg"}
+    for i, rel in enumerate(names.values()):
+        save_image(root / rel, COLOURS[i])
+    splits = {61844: "train", 57870: "restval", 391895: "test", 522418: "val"}
+    karpathy = {"dataset": "coco", "images": [
+        {"filepath": names[c].split("/")[0], "filename": names[c].split("/")[1], "split": splits[c], "cocoid": c,
+         "imgid": i,
+         "sentences": [{"raw": f"caption {j} of {c} ", "tokens": []} for j in range(2 if c != 57870 else 1)]}
+        for i, c in enumerate(names)]}
+    manifests = tmp_path / "annotations"
+    manifests.mkdir()
+    (manifests / "dataset_coco.json").write_text(json.dumps(karpathy))
+    albef = [{"image": names[61844], "caption": "a cat on a mat", "image_id": "coco_61844"},
+             {"image": names[57870], "caption": "a dog"},
+             {"image": names[391895], "caption": ["one", "two", "three"]}]
+    (manifests / "coco_train.json").write_text(json.dumps(albef))
+    return root, manifests
+
+
+@pytest.fixture
+def hf_table():
+    """A datasets table with embedded images, a list-of-captions column and no image_id."""
+    import datasets
+
+    return datasets.Dataset.from_dict(
+        {"image": [{"bytes": image_bytes(c, "PNG"), "path": None} for c in COLOURS[:2]],
+         "caption": [["red one", "red two"], ["green"]], "other": [1, 2]},
+        features=datasets.Features({"image": datasets.Image(), "caption": datasets.List(datasets.Value("string")),
+                                    "other": datasets.Value("int64")}))

@@ -101,7 +101,7 @@ def test_per_event_fit_finds_a_peak_that_moves_with_the_batch():
 
     import torch
 
-    spec = importlib.util.spec_from_file_location("train_step", REPO / "benchmarks" / "train_step.py")
+    spec = importlib.util.spec_from_file_location("train_step_memory", REPO / "benchmarks" / "train_step_memory.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     batches = [8, 16]  # two moments: gradients 4000 + 10 x batch, activations 3000 + 40 x batch, then a small tail
