@@ -205,3 +205,10 @@ def test_against_the_untrained_probe_the_slope_is_the_fit_of_the_plotted_points(
     assert float(written_slope) == pytest.approx(slope)
     _, fits_on_size = rp.charts.resource_figure(report, table)
     assert list(fits_on_size) == ["lwa-s0"]
+
+
+def test_the_curves_low_resource_tiers_are_those_of_langs_low():
+    from mlilt.evaluation.languages import TIER_GROUPS
+    from mlilt.report.steps import LOW_TIERS
+
+    assert LOW_TIERS == TIER_GROUPS["low"]

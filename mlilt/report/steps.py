@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .languages import NO_TIER, tier_groups
 from .results import ResultFile
 from .tables import Table, _build_table, _config_key, _only
 
 STEP_RECALL = "mean"  # mean of TR/IR@1/5/10: the steadiest single recall to follow over training
 STEP_PROBE = "en->x@1"
+# The tiers of `mlilt eval --langs low` (Joshi classes 0-2; mlilt.evaluation.languages.TIER_GROUPS, not imported:
+# the report reads files only) as one curve, since the lowest tier alone may be a single language.
+LOW_TIERS = frozenset({0, 1, 2})
+LOW_GROUP = f"low resource (tiers {min(LOW_TIERS)}-{max(LOW_TIERS)})"
 
 
 def runs_by_step(results: list[ResultFile]) -> dict[tuple, dict[int, ResultFile]]:
@@ -35,17 +38,16 @@ def has_history(results: list[ResultFile]) -> bool:
     return any(len(steps) > 1 for steps in runs_by_step(results).values())
 
 
-def lowest_tier(languages: list[str], info: dict[str, dict]) -> dict[str, list[str]]:
-    """{'tier N': its languages} for the lowest resource tier of ``languages``, when they span two tiers or more
-    (with one, its mean is the other languages' mean); else {}."""
-    tiers = {name: langs for name, langs in tier_groups(languages, info).items() if name != NO_TIER}
-    return dict([list(tiers.items())[-1]]) if len(tiers) > 1 else {}
+def low_resource(languages: list[str], info: dict[str, dict]) -> dict[str, list[str]]:
+    """{LOW_GROUP: those of ``languages`` in the low-resource tiers (``mlilt eval --langs low``)}, or {} if none is."""
+    low = [lang for lang in languages if info.get(lang, {}).get("tier") in LOW_TIERS]
+    return {LOW_GROUP: low} if low else {}
 
 
 def steps_table(groups: list[list[ResultFile]], labels: list[str], results: list[ResultFile],
                 train_languages: list[str], languages: list[str] | None = None,
                 info: dict[str, dict] | None = None) -> Table | None:
-    """Mean recall (English, the other languages and, where ``info`` records tiers, the lowest tier's) and the
+    """Mean recall (English, the other languages and, where ``info`` records tiers, the low-resource ones) and the
     text probe per configuration and step, seeds as mean ± std, over ``languages`` (None: all); the
     configurations are ``groups`` (each run at its last step) labelled ``labels``."""
     runs = runs_by_step(results)
@@ -61,11 +63,12 @@ def steps_table(groups: list[list[ResultFile]], labels: list[str], results: list
     ignored: list[str] = []  # the main tables already note languages a row lacks
     recall = _build_table("steps", "", step_groups, step_labels, [STEP_RECALL],
                           lambda r: _only(r.results, languages), train_languages, None, ignored,
-                          tiers=lambda langs: lowest_tier(langs, info or {}))
+                          tiers=lambda langs: low_resource(langs, info or {}))
     probe = _build_table("steps", "", step_groups, step_labels, [STEP_PROBE],
                          lambda r: _only(r.text_probe, languages), train_languages, None, ignored, all_mean=False)
     keep = [lang for lang in train_languages if lang in recall.languages]
-    parts = [(recall, [c for c in recall.mean.columns if c[0] in keep or c[0].startswith(("mean (non-", "tier "))],
+    parts = [(recall, [c for c in recall.mean.columns
+                       if c[0] in keep or c[0].startswith("mean (non-") or c[0] == LOW_GROUP],
               "recall")]
     if probe is not None:
         parts.append((probe, [c for c in probe.mean.columns if c[0].startswith("mean (non-")], "text probe"))
