@@ -212,3 +212,16 @@ def test_the_curves_low_resource_tiers_are_those_of_langs_low():
     from mlilt.report.steps import LOW_TIERS
 
     assert LOW_TIERS == TIER_GROUPS["low"]
+
+
+def test_a_gallery_of_many_languages_shows_the_trained_ones_and_one_per_tier(many):
+    report, info, _ = many
+    tags = list(info)  # l00 … l29, then en
+    chosen = rp.charts.gallery_languages(tags, report)
+    tiers = {info[t]["tier"] for t in tags if t != "en"}
+    assert "en" in chosen and len(chosen) == 1 + len(tiers)  # tiers 0-5 and the languages without one
+    for tier in tiers:
+        members = [t for t in tags if t != "en" and info[t]["tier"] == tier]
+        best = max(members, key=lambda t: (info[t]["cc100_gib"] or 0, -tags.index(t)))
+        assert [t for t in chosen if t in members] == [best if tier is not None else members[0]]
+    assert rp.charts.gallery_languages(tags[:5], report) == tags[:5]  # few languages: all of them

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from .render import _summary_lines
-from .languages import log_resource
+from .languages import log_resource, resource_order, tier_groups
 from .stats import (UNTRAINED_PROBE, compared_rows, fit_slope, resource_points, untrained_probe_points)
 from .steps import last_steps
-from .tables import Report, Table, _group, _labels, _mlilt_version
+from .tables import MANY_LANGUAGES, Report, Table, _group, _labels, _mlilt_version
 
 
 def _figure(**kwargs):
@@ -76,6 +76,17 @@ def plot_table(report: Report, table: Table, path: Path, groups: list[str] | Non
     fig.savefig(path, dpi=110, metadata=_metadata(report, table.title))
 
 
+def gallery_languages(languages: list[str], report: Report) -> list[str]:
+    """The gallery's rows of one caption: every language, or for many (> MANY_LANGUAGES) the languages trained on and
+    the best-resourced language of each tier (a row per language of 109 is a PNG of megabytes no one reads)."""
+    if len(languages) <= MANY_LANGUAGES:
+        return languages
+    trained = [lang for lang in languages if lang in report.train_languages]
+    others = [lang for lang in languages if lang not in trained]
+    picks = {members[0] for members in tier_groups(resource_order(others, report.languages), report.languages).values()}
+    return [lang for lang in languages if lang in trained or lang in picks] or languages[:MANY_LANGUAGES]
+
+
 def write_gallery(report: Report, path: Path) -> Path | None:
     """The retrieval gallery PNG: rows = recorded caption x language, columns = runs (first seed of each
     configuration), each run's top-k images with the correct one framed; None when no file recorded one."""
@@ -93,7 +104,8 @@ def write_gallery(report: Report, path: Path) -> Path | None:
     per_run = [{q["target"]: q for q in (g or {}).get("queries", [])} for _, g in columns]
     rows = []
     for query in recorded[0]["queries"]:  # every run was scored on the same images, so the same targets
-        langs = list(dict.fromkeys(lang for q in per_run for lang in q.get(query["target"], {}).get("top", {})))
+        langs = gallery_languages(list(dict.fromkeys(lang for q in per_run
+                                                     for lang in q.get(query["target"], {}).get("top", {}))), report)
         for i, lang in enumerate(langs):
             caption = next(q[query["target"]]["captions"][lang] for q in per_run
                            if lang in q.get(query["target"], {}).get("captions", {}))
