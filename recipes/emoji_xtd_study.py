@@ -223,8 +223,8 @@ def write_study_report(result_files: list[Path], lrs: dict, out: str, wall_min: 
             plot_resource_scatter(report, report.table("retrieval"), against_probe, figure=untrained_probe_figure)
             written.append(against_probe)
     lines += ["", f"Wall time: {wall_min:.1f} min in the invocation that wrote this report (reused runs and "
-              f"evaluations count 0); {total_min:.1f} min over all {invocations} invocations on its runs dir "
-              f"({table.INVOCATIONS} there).", ""]
+              f"evaluations count 0); {total_min:.1f} min of wall clock over all {invocations} invocations on its "
+              f"runs dir ({table.INVOCATIONS} there; parallel ones counted once).", ""]
     text = md.read_text(encoding="utf-8")
     at = text.index("## Provenance")  # the study's sections before the provenance that closes the report
     md.write_text(text[:at] + "\n".join(lines).lstrip("\n") + "\n\n" + text[at:], encoding="utf-8")
@@ -262,13 +262,8 @@ def main(argv=None) -> int:
                 run_dir = table.ensure_trained(flags, STUDY_FIELDS)
                 results += score_checkpoints(args, run_dir, data_dir)
 
-        wall = (time.perf_counter() - started) / 60
-        total = wall + sum(e.get("minutes", 0) for e in earlier)
-        table.stage(f"report -> {args.out}.{{md,csv,tex,png}}")
-        for path in write_study_report(results, lrs, args.out, wall, total, len(earlier) + 1):
-            print(path)
-        print(f"study wall time: {wall:.1f} min; {total:.1f} min over {len(earlier) + 1} invocations", file=sys.stderr)
-        this["finished"] = True
+        table.finish_invocation(earlier, this, started, args.out, "study",
+                                lambda wall, total, n: write_study_report(results, lrs, args.out, wall, total, n))
     return 0
 
 

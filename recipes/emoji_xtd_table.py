@@ -32,6 +32,7 @@ import math
 import signal
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -240,7 +241,8 @@ def write_table_report(result_files: list[Path], selection: dict, out: str, wall
                       "independent: the interval says how consistent the gap is, not more.", ""]
             lines += render_paired_markdown(frame, baseline, "mean recall")
     lines += ["", f"Wall time: {wall_min:.1f} min in the invocation that wrote this report (reused runs count 0); "
-              f"{total_min:.1f} min over all {invocations} invocations on its runs dir ({INVOCATIONS} there).",
+              f"{total_min:.1f} min of wall clock over all {invocations} invocations on its runs dir "
+              f"({INVOCATIONS} there; parallel ones counted once).",
               f"Chart: {chart.name}.", ""]
     md = prefix.with_name(prefix.name + ".md")
     md.write_text(md.read_text(encoding="utf-8") + "\n".join(lines), encoding="utf-8")
@@ -263,6 +265,29 @@ def invocation_ledger(runs_dir: str | Path):
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(this) + "\n")
+
+
+def wall_clock_minutes(records: list[dict]) -> float:
+    """Minutes during which at least one invocation ran: invocations run in parallel count once, gaps not at all."""
+    spans = sorted((start := datetime.strptime(r["started"], "%Y-%m-%dT%H:%M:%S%z").timestamp(),
+                    start + 60 * r["minutes"]) for r in records)
+    total, covered_until = 0.0, -math.inf
+    for start, end in spans:
+        total += max(0.0, end - max(start, covered_until))
+        covered_until = max(covered_until, end)
+    return total / 60
+
+
+def finish_invocation(earlier: list[dict], this: dict, started: float, out: str, what: str, write) -> None:
+    """Write the report (``write(wall_min, total_min, invocations)`` returns its paths), print them, close the record."""
+    wall = (time.perf_counter() - started) / 60
+    total = wall_clock_minutes(earlier + [{**this, "minutes": wall}])
+    stage(f"report -> {out}.{{md,csv,tex,png}}")
+    for path in write(wall, total, len(earlier) + 1):
+        print(path)
+    print(f"{what} wall time: {wall:.1f} min; {total:.1f} min of wall clock over {len(earlier) + 1} invocations",
+          file=sys.stderr)
+    this["finished"] = True
 
 
 def parse_strategies(text: str) -> list[str]:
@@ -314,13 +339,8 @@ def main(argv=None) -> int:
                 run_dir = ensure_trained(train_overrides(args, strategy, selection[strategy]["lr"], seed))
                 results.append(evaluate_test(lambda: load_for_eval(run_dir), run_dir, test_set, opts))
 
-        wall = (time.perf_counter() - started) / 60
-        total = wall + sum(e.get("minutes", 0) for e in earlier)
-        stage(f"report -> {args.out}.{{md,csv,tex,png}}")
-        for path in write_table_report(results, selection, args.out, wall, total, len(earlier) + 1):
-            print(path)
-        print(f"table wall time: {wall:.1f} min; {total:.1f} min over {len(earlier) + 1} invocations", file=sys.stderr)
-        this["finished"] = True
+        finish_invocation(earlier, this, started, args.out, "table",
+                          lambda wall, total, n: write_table_report(results, selection, args.out, wall, total, n))
     return 0
 
 

@@ -171,6 +171,19 @@ def _r(tr1: float) -> dict:
     return recalls(tr1)
 
 
+def test_wall_clock_counts_parallel_invocations_once_and_gaps_not_at_all():
+    """Two invocations side by side for an hour, then one of ten minutes a day later: 70 minutes, not 130."""
+    table = load_recipe()
+    records = [{"started": "2026-12-01T10:00:00+0000", "minutes": 60},
+               {"started": "2026-12-01T11:00:00+0100", "minutes": 60},  # the same start in another time zone
+               {"started": "2026-12-01T10:20:00+0000", "minutes": 10},  # inside the first
+               {"started": "2026-12-02T10:00:00+0000", "minutes": 10}]
+    assert table.wall_clock_minutes(records) == pytest.approx(70)
+    assert table.wall_clock_minutes(records[:2] + [{"started": "2026-12-01T10:50:00+0000", "minutes": 20}]) \
+        == pytest.approx(70)  # overlapping the end extends the span
+    assert table.wall_clock_minutes([]) == 0
+
+
 def test_every_invocation_is_recorded_even_one_that_fails(tmp_path):
     """A table that spans sessions adds up its invocations' wall time; a killed or failed one still counts."""
     table = load_recipe()

@@ -30,42 +30,56 @@ def paired_differences(results: list[ResultFile], baseline: str, *, key: str = "
     samples, so the interval is narrower than one over seeds alone would be: read it as a summary
     of how consistent the gap is across seeds and languages, not as a test of a population.
     """
-    groups = _group(last_steps(results), "config")
-    labels = _labels(groups)
-    base = groups[_find_baseline(baseline, groups, labels)]
-    base_by_seed = {m.run["seed"]: m.results for m in base}
-    rows = []
-    for label, members in zip(labels, groups):
-        if members is base:
-            continue
-        diffs, seeds, langs = [], set(), set()
-        for m in members:
-            other = base_by_seed.get(m.run["seed"])
-            if other is None:
-                continue
-            for lang in languages or [lang for lang in m.results if lang in other]:
-                if lang in m.results and lang in other:
-                    diffs.append(m.results[lang][key] - other[lang][key])
-                    seeds.add(m.run["seed"])
-                    langs.add(lang)
-        n = len(diffs)
-        mean = float(np.mean(diffs)) if n else math.nan
-        half = (_t_quantile(0.5 + confidence / 2, n - 1) * float(np.std(diffs, ddof=1)) / math.sqrt(n)
-                if n > 1 else math.nan)
-        rows.append({"run": label, "strategy": members[0].run["strategy"], "seeds": len(seeds),
-                     "languages": len(langs), "n": n, "delta": mean, "ci_low": mean - half,
-                     "ci_high": mean + half})
-    return pd.DataFrame(rows).set_index("run") if rows else pd.DataFrame()
+    samples, labels = _paired_samples(results, baseline, key)
+    if languages is not None:
+        samples = samples[samples["language"].isin(languages)]
+    rows = [_summary(samples[samples["run"] == label], confidence) | {"run": label, "strategy": strategy}
+            for label, strategy in labels.items()]
+    return pd.DataFrame(rows).set_index("run")[_COLUMNS] if rows else pd.DataFrame()
 
 
 def language_differences(results: list[ResultFile], baseline: str, languages: list[str], *, key: str = "mean",
                          confidence: float = 0.95) -> pd.DataFrame:
     """:func:`paired_differences` one language at a time: per (row, language) the Δ to ``baseline`` paired by seed,
-    its interval over the seeds alone (n = seeds; none for one seed)."""
-    frames = [paired_differences(results, baseline, key=key, languages=[lang], confidence=confidence)
-              .assign(language=lang) for lang in languages]
-    frames = [f for f in frames if not f.empty]
-    return pd.concat(frames).reset_index().set_index(["run", "language"]) if frames else pd.DataFrame()
+    its interval over the seeds alone (n = seeds; none for one seed); only pairs with a seed both have."""
+    samples, labels = _paired_samples(results, baseline, key)
+    by_pair = dict(iter(samples.groupby(["run", "language"], sort=False)))
+    rows = [_summary(by_pair[label, lang], confidence) | {"run": label, "strategy": strategy, "language": lang}
+            for lang in languages for label, strategy in labels.items() if (label, lang) in by_pair]
+    return pd.DataFrame(rows).set_index(["run", "language"])[_COLUMNS] if rows else pd.DataFrame()
+
+
+_COLUMNS = ["strategy", "seeds", "languages", "n", "delta", "ci_low", "ci_high"]
+
+
+def _paired_samples(results: list[ResultFile], baseline: str, key: str) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Every (row, seed, language) that the row and ``baseline`` both have, with the difference row − baseline in
+    ``key`` (each run at its last step); and each compared row's strategy, in the report's order."""
+    groups = _group(last_steps(results), "config")
+    labels = _labels(groups)
+    base = groups[_find_baseline(baseline, groups, labels)]
+    base_by_seed = {m.run["seed"]: m.results for m in base}
+    compared, samples = {}, []
+    for label, members in zip(labels, groups):
+        if members is base:
+            continue
+        compared[label] = members[0].run["strategy"]
+        for m in members:
+            other = base_by_seed.get(m.run["seed"], {})
+            samples += [(label, m.run["seed"], lang, values[key] - other[lang][key])
+                        for lang, values in m.results.items() if lang in other]
+    return pd.DataFrame(samples, columns=["run", "seed", "language", "diff"]), compared
+
+
+def _summary(samples: pd.DataFrame, confidence: float) -> dict:
+    """The mean of paired differences and its t interval (none for fewer than two)."""
+    diffs = samples["diff"].to_numpy(dtype=float)
+    n = len(diffs)
+    mean = float(np.mean(diffs)) if n else math.nan
+    half = (_t_quantile(0.5 + confidence / 2, n - 1) * float(np.std(diffs, ddof=1)) / math.sqrt(n)
+            if n > 1 else math.nan)
+    return {"seeds": samples["seed"].nunique(), "languages": samples["language"].nunique(), "n": n,
+            "delta": mean, "ci_low": mean - half, "ci_high": mean + half}
 
 
 @dataclasses.dataclass(frozen=True)
