@@ -66,6 +66,9 @@ def test_every_epoch_is_scored_runs_are_reused_and_the_slope_is_a_least_squares_
             assert set(result["results"]) == set(LANGS) and set(result["text_probe"]) == set(LANGS[1:])
             assert result["run"]["checkpoint"] == ("model" if step == 2 * per_epoch
                                                    else f"checkpoints/step_{per_epoch:08d}")
+            assert result["run"]["epoch"] == step // per_epoch
+            assert result["run"]["training"] == {"lr": trained["lr"], "positives": "group", "epochs": 2,
+                                                 "batch_size": BATCH, "mixed_precision": trained["mixed_precision"]}
 
     # A second invocation trains and evaluates nothing, and still writes the report; both are in the ledger.
     import mlilt.evaluation.harness

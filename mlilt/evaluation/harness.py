@@ -194,8 +194,9 @@ def load_for_eval(path: str | os.PathLike) -> LoadedModel:
     identity["model_config"].pop("mlilt_version", None)
     run = {"path": hub_id or str(run_dir.resolve()), "name": hub_id or run_dir.resolve().name,
            "checkpoint": os.path.relpath(model_dir.resolve(), run_dir.resolve()), "step": trained_step(model_dir),
-           **_model_facts(model, cfg), "seed": config.get("seed"),
-           "train_data": source["train_data"] if source else None}
+           "epoch": trained_epochs(model_dir), **_model_facts(model, cfg), "seed": config.get("seed"),
+           "train_data": source["train_data"] if source else None,
+           "training": {k: config[k] for k in TRAINING_FIELDS if k in config} or None}
     # A hub snapshot is the HF cache's, not ours to write results into: they go to ./eval like a preset's.
     return LoadedModel(model, identity, run, run_dir=None if hub_id else run_dir, train_source=source)
 
@@ -203,13 +204,34 @@ def load_for_eval(path: str | os.PathLike) -> LoadedModel:
 TRAINER_STATE = "trainer_state.json"  # mlilt.train.checkpoint's name; evaluation/ does not import train/
 
 
+# The run's settings a result records beside the model facts (config.yaml's keys): what a comparison must match.
+TRAINING_FIELDS = ("lr", "positives", "epochs", "batch_size", "mixed_precision")
+
+
 def trained_step(model_dir: Path) -> int | None:
     """The optimizer step a saved model was trained to (its trainer_state.json), or None (an exported model)."""
-    path = Path(model_dir) / TRAINER_STATE
+    state = _trainer_state(model_dir)
     try:
-        return int(json.loads(path.read_text())["step"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return int(state["step"])
+    except (ValueError, KeyError, TypeError):
         return None
+
+
+def trained_epochs(model_dir: Path) -> float | None:
+    """The epochs a saved model was trained for, fractional mid-epoch (its trainer_state.json), or None."""
+    state = _trainer_state(model_dir)
+    try:
+        return round(int(state["epoch"]) + int(state["step_in_epoch"]) / int(state["steps_per_epoch"]), 4)
+    except (ValueError, KeyError, TypeError, ZeroDivisionError):
+        return None
+
+
+def _trainer_state(model_dir: Path) -> dict:
+    try:
+        state = json.loads((Path(model_dir) / TRAINER_STATE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
 
 
 def load_preset(preset: str, text: str, vision: str, *, img_size: int | None = None,
