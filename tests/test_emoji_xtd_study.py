@@ -101,6 +101,16 @@ def test_every_epoch_is_scored_runs_are_reused_and_the_slope_is_a_least_squares_
         assert float(cells[4]) == pytest.approx(on_probe, abs=6e-5)
     assert "| frozen (untrained) |" not in md[md.index("## Slopes"):md.index("## Paired")]  # no Δ of its own
     assert "positives group" in md and "over all 2 invocations" in md
+
+    # One table of the paired Δ per tier: with one seed, a column's Δ is the mean of its languages' Δ in the CSV.
+    section = md[md.index("## Paired Δ to clip-lr0.0003-s0 after the last epoch, per resource tier"):]
+    header = next(line for line in section.splitlines() if line.startswith("| row |")).strip("| ").split(" | ")
+    row = next(line for line in section.splitlines() if line.startswith("| lilt_lwa-lr0.001-s0 |"))
+    cells = dict(zip(header, row.strip("| ").split(" | ")))
+    lwa_delta = csv[(csv.table == "retrieval") & (csv.kind == "delta") & (csv.run == "lilt_lwa-lr0.001-s0")].iloc[0]
+    unseen = np.mean([lwa_delta[f"{lang} mean"] for lang in LANGS[1:]])
+    assert float(cells["non-en"].split()[0]) == pytest.approx(unseen, abs=0.05)
+    assert cells[f"tier {facts['sw']['tier']}"] == f"{lwa_delta['sw mean']:+.1f} [–, –]"  # Swahili alone: n = 1
     assert md.index("## Slopes") < md.index("## Provenance")
 
     # A row per language with each row's recall, its Δ to clip (one seed: no interval) and every row's probe.
