@@ -22,6 +22,7 @@ Finished runs and scored checkpoints are reused, so the study may span sessions:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -215,7 +216,7 @@ def tier_delta_lines(report, files) -> list[str]:
 
 
 def write_study_report(result_files: list[Path], lrs: dict, out: str, wall_min: float, total_min: float,
-                       invocations: int) -> list[Path]:
+                       invocations: int, per_epoch: int | None = None) -> list[Path]:
     """``mlilt report``'s files, the Markdown extended by the slopes, the Δ per tier, the rates and the wall time."""
     from mlilt.report import build_report, load_results, plot_resource_scatter, write_report
     from mlilt.report.charts import untrained_probe_figure
@@ -223,6 +224,8 @@ def write_study_report(result_files: list[Path], lrs: dict, out: str, wall_min: 
     files = load_results(result_files)
     strategies = {f.run["strategy"] for f in files}
     report = build_report(files, baseline=table.BASELINE if table.BASELINE in strategies else None, metric="mean")
+    if report.steps_per_epoch is None and per_epoch:  # results scored before they recorded run.epoch
+        report = dataclasses.replace(report, steps_per_epoch=per_epoch)
     written = write_report(report, out)
     md = next(p for p in written if p.suffix == ".md")
     lines = ["", "## How it was trained", "",
@@ -275,7 +278,7 @@ def main(argv=None) -> int:
                 results += score_checkpoints(args, run_dir, data_dir)
 
         table.finish_invocation(earlier, this, started, args.out, "study",
-                                lambda wall, total, n: write_study_report(results, lrs, args.out, wall, total, n))
+                                lambda wall, total, n: write_study_report(results, lrs, args.out, wall, total, n, per_epoch))
     return 0
 
 

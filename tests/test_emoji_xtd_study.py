@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 from helpers_train import recipe_config, write_yaml
 from test_emoji_xtd_v2 import build_handful
 
@@ -132,6 +133,8 @@ def test_every_epoch_is_scored_runs_are_reused_and_the_slope_is_a_least_squares_
     assert final[f"recall {lowest} mean"] == pytest.approx(lwa["sw mean"])
     for chart in (".steps.png", ".untrained_probe.png"):
         assert out.with_name(out.name + chart).is_file()
+    with Image.open(out.with_name(out.name + ".steps.png")) as im:
+        assert f"x: epoch ({per_epoch} steps each)" in im.text["Description"]
 
 
 def yaml_of(path: Path) -> dict:

@@ -72,3 +72,26 @@ def test_files_without_steps_or_with_one_get_no_step_table(tmp_path):
     one = write(tmp_path, "a.json", scored("lwa-s0", "lilt_lwa", 0, 300, "model", 1.0))
     plain = write(tmp_path, "b.json", result("clip-s0", "clip", 0, percent=100.0))
     assert rp.build_report(rp.load_results([one, plain])).table("steps") is None
+
+
+def test_curves_are_drawn_against_the_epoch_where_every_file_records_it(history, tmp_path):
+    from PIL import Image
+
+    loaded = rp.load_results(history)
+    assert rp.build_report(loaded, baseline="clip").steps_per_epoch is None  # no run.epoch: against the step
+    for r in loaded:
+        r.run["epoch"] = r.step / 50  # 50 steps an epoch
+    report = rp.build_report(loaded, baseline="clip")
+    assert report.steps_per_epoch == 50
+    rp.plot_steps(report, report.table("steps"), tmp_path / "s.png")
+    with Image.open(tmp_path / "s.png") as im:
+        assert "x: epoch (50 steps each)" in im.text["Description"]
+    loaded[0].run["epoch"] = loaded[0].step / 40  # runs that disagree on the epoch's length: against the step
+    assert rp.build_report(loaded, baseline="clip").steps_per_epoch is None
+
+
+def test_a_negative_epoch_is_refused_naming_the_field(tmp_path):
+    data = scored("lwa-s0", "lilt_lwa", 0, 300, "model", 1.0)
+    data["run"]["epoch"] = -1
+    with pytest.raises(rp.ResultFileError, match=r"b\.json: field 'run\.epoch' must be a non-negative number"):
+        rp.load_results([write(tmp_path, "b.json", data)])

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 from .languages import select_languages, tier_groups
 from .results import METRICS, PROBE_KEYS, ResultFile, ResultFileError, language_info
-from .steps import has_history, last_steps, steps_table
+from .steps import has_history, last_steps, steps_per_epoch, steps_table
 from .tables import (MANY_LANGUAGES, Report, Table, _build_table, _check_one_test_set, _find_baseline, _group,
                      _labels, _mlilt_version, _only, _ordered_languages)
 
@@ -66,7 +66,8 @@ def build_report(results: list[ResultFile], *, baseline: str | None = None, metr
                   metric=metric, baseline=labels[baseline_index] if baseline_index is not None else None,
                   train_languages=train_languages, group_by=group_by,
                   created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                  mlilt_version=_mlilt_version(), notes=notes, languages=info, selected=selected)
+                  mlilt_version=_mlilt_version(), notes=notes, languages=info, selected=selected,
+                  steps_per_epoch=steps_per_epoch(results) if has_history(results) else None)
 
 
 def headline(results: list[ResultFile], train_languages=("en",)) -> str:

@@ -232,8 +232,12 @@ def plot_resource_scatter(report: Report, table: Table, path: Path, figure=resou
 
 
 def plot_steps(report: Report, table: Table, path: Path) -> None:
-    """One panel per column of the steps table: a line per configuration against the step, band = mean ± sample
-    std over seeds."""
+    """One panel per column of the steps table: a line per configuration against the epoch (the step where the
+    report does not know the epoch's length), band = mean ± sample std over seeds."""
+    from matplotlib.ticker import MaxNLocator
+
+    per_epoch = report.steps_per_epoch
+    x_label = f"epoch ({per_epoch} steps each)" if per_epoch else "training step"
     groups = list(dict.fromkeys(g for g, _ in table.mean.columns))
     fig = _figure(figsize=(4.2 * len(groups), 4.0))
     axes = fig.subplots(1, len(groups), squeeze=False).ravel()
@@ -241,18 +245,20 @@ def plot_steps(report: Report, table: Table, path: Path) -> None:
     for ax, (group, key) in zip(axes, table.mean.columns):
         for i, config in enumerate(configs):
             rows = table.rows.index[table.rows["config"] == config]
-            steps = table.rows.loc[rows, "step"].to_numpy(dtype=float)
+            x = table.rows.loc[rows, "step"].to_numpy(dtype=float) / (per_epoch or 1)
             mean = table.mean.loc[rows, (group, key)].to_numpy(dtype=float)
             std = table.std.loc[rows, (group, key)].to_numpy(dtype=float)
-            ax.plot(steps, mean, marker="o", markersize=3, color=f"C{i % 10}",
+            ax.plot(x, mean, marker="o", markersize=3, color=f"C{i % 10}",
                     label=f"{config} (n = {'/'.join(map(str, sorted(set(table.rows.loc[rows, 'n']))))})")
             if not np.isnan(std).all():
-                ax.fill_between(steps, mean - np.nan_to_num(std), mean + np.nan_to_num(std), color=f"C{i % 10}",
+                ax.fill_between(x, mean - np.nan_to_num(std), mean + np.nan_to_num(std), color=f"C{i % 10}",
                                 alpha=0.2, linewidth=0)
         members = table.mean_languages.get(group, [])
         ax.set_title(f"{group} {key}" + (f" ({len(members)} languages)" if len(members) > 1 else ""),
                      fontsize="medium")
-        ax.set_xlabel("training step")
+        ax.set_xlabel(x_label)
+        if per_epoch:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("%")
     fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=min(3, len(configs)),
@@ -260,4 +266,4 @@ def plot_steps(report: Report, table: Table, path: Path) -> None:
     fig.suptitle(f"{table.title}: {report.eval_set} ({report.protocol})\nlines = mean over seeds, bands = mean ± "
                  f"sample std over seeds (none for one seed); mlilt {report.mlilt_version}, {report.created}",
                  fontsize="medium")
-    fig.savefig(path, dpi=110, metadata=_metadata(report, table.title))
+    fig.savefig(path, dpi=110, metadata=_metadata(report, table.title, f"x: {x_label}"))

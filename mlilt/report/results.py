@@ -111,6 +111,9 @@ def load_result(path: str | Path) -> ResultFile:
     step = data["run"].get("step")
     if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 0):
         raise ResultFileError(f"{path}: field 'run.step' must be a non-negative integer or null, got {step!r}")
+    epoch = data["run"].get("epoch")
+    if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, (int, float)) or epoch < 0):
+        raise ResultFileError(f"{path}: field 'run.epoch' must be a non-negative number or null, got {epoch!r}")
     _check_languages(path, data.get("languages"))
     return ResultFile(path, data)
 

@@ -38,6 +38,19 @@ def has_history(results: list[ResultFile]) -> bool:
     return any(len(steps) > 1 for steps in runs_by_step(results).values())
 
 
+def steps_per_epoch(results: list[ResultFile]) -> int | None:
+    """The steps of one epoch, where every file scored at a step records its epochs (``run.epoch``) and all agree
+    (runs of one data set and batch size), else None."""
+    per_epoch = set()
+    for r in results:
+        if r.step is None:
+            continue
+        if not r.run.get("epoch"):
+            return None
+        per_epoch.add(round(r.step / r.run["epoch"]))
+    return per_epoch.pop() if len(per_epoch) == 1 else None
+
+
 def low_resource(languages: list[str], info: dict[str, dict]) -> dict[str, list[str]]:
     """{LOW_GROUP: those of ``languages`` in the low-resource tiers (``mlilt eval --langs low``)}, or {} if none is."""
     low = [lang for lang in languages if info.get(lang, {}).get("tier") in LOW_TIERS]

@@ -61,6 +61,7 @@ class Report:
     notes: list[str]
     languages: dict[str, dict] = dataclasses.field(default_factory=dict)
     selected: list[str] | None = None
+    steps_per_epoch: int | None = None  # the curves' x is the epoch where known, else the step
 
     def table(self, name: str) -> Table | None:
         """The table called ``name`` ("retrieval" or "text_probe"), or None."""
