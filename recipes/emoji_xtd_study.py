@@ -9,8 +9,8 @@ directories, reuse of finished runs and evaluations, and invocation log are this
 2. **Score** every checkpoint (``mlilt eval RUN --checkpoints``) on the test concepts in every CLDR language
    the set has (``--langs all``), with the text probe; ``frozen`` (the untrained towers) once per seed.
 3. **Report** ``reports/emoji-xtd-languages.{md,csv,tex,png}`` with ``mlilt report`` (per tier, per language, Δ
-   against CC-100 size, curves against the step), plus the slopes of Δ against CC-100 size and against the
-   untrained tower's text probe, and the paired Δ to ``clip`` per tier.
+   against CC-100 size, curves against the epoch), plus the slopes of Δ against CC-100 size and against the
+   untrained tower's text probe, and one table of the paired Δ to ``clip`` per tier.
 
 Finished runs and scored checkpoints are reused, so the study may span sessions::
 
