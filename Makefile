@@ -1,8 +1,9 @@
 # The README's two commands: `make demo` (the main job) and `make test` (the test suite).
 PYTHON ?= python3
 # Debian packages emoji-XTD is built from (Noto Color Emoji, CLDR annotations; raqm/fribidi for Pillow's layout);
-# Noto CJK draws the Chinese, Japanese and Korean captions of the report's gallery and search's contact sheet.
-SYSTEM_PACKAGES = fonts-noto-color-emoji fonts-noto-cjk unicode-cldr-core libraqm0
+# Noto CJK and Noto core draw the captions of the report's gallery and search's contact sheet: Chinese, Japanese,
+# Korean, and the other scripts of emoji-XTD's 109 languages (Malayalam, Bengali, Ethiopic, Cherokee …).
+SYSTEM_PACKAGES = fonts-noto-color-emoji fonts-noto-cjk fonts-noto-core unicode-cldr-core libraqm0
 
 .PHONY: install system-deps demo test
 

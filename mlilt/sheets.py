@@ -61,12 +61,16 @@ def font_for(text: str, size: int) -> ImageFont.FreeTypeFont:
     """The first installed font that has every glyph of ``text`` (Korean, Chinese need e.g. Noto CJK);
     else the one with the most, with a warning naming the scripts no font has (``_write`` draws them as ?)."""
     needed = {ord(c) for c in text if not c.isspace()}
-    files = [f for f in _font_files() if not _draws_boxes(f)]
+    files = _text_fonts()
     path = next((f for f in files if needed <= _charmap(f)), None)
     if path is None:
         path = max(files, key=lambda f: len(needed & _charmap(f)))  # the first of equals: DejaVu Sans
-        _warn_no_font(needed - _charmap(path))
+        _warn_no_font(needed - frozenset().union(*map(_charmap, files)))
     return ImageFont.truetype(path, size)
+
+
+def _text_fonts() -> list[str]:
+    return [f for f in _font_files() if not _draws_boxes(f)]
 
 
 _warned_scripts: set[str] = set()
@@ -93,6 +97,27 @@ def _drawable(text: str, font: ImageFont.FreeTypeFont) -> str:
     return "".join(c if c.isspace() or ord(c) in have else "?" for c in text)
 
 
+def _font_runs(text: str, size: int) -> list[tuple[str, ImageFont.FreeTypeFont]]:
+    """``text`` as runs of one font each: one run where a font has every glyph, else (a language code before its
+    caption in a script whose font has no Latin) each character in the font of the run before it if that has it,
+    else the first font that has it; a character no font has is '?' in :func:`font_for`'s font."""
+    whole = font_for(text, size)
+    if {ord(c) for c in text if not c.isspace()} <= _charmap(whole.path):
+        return [(text, whole)]
+    runs: list[list] = []  # [text, font path]
+    for c in text:
+        if runs and (c.isspace() or ord(c) in _charmap(runs[-1][1])):
+            runs[-1][0] += c
+            continue
+        path = next((f for f in _text_fonts() if ord(c) in _charmap(f)), None)
+        c, path = (c, path) if path else ("?", whole.path)
+        if runs and runs[-1][1] == path:
+            runs[-1][0] += c
+        else:
+            runs.append([c, path])
+    return [(part, whole if path == whole.path else ImageFont.truetype(path, size)) for part, path in runs]
+
+
 def _fit(text: str, font: ImageFont.FreeTypeFont, width: int) -> str:
     """``text`` cut with an ellipsis to fit ``width`` pixels."""
     if font.getlength(text) <= width:
@@ -103,8 +128,22 @@ def _fit(text: str, font: ImageFont.FreeTypeFont, width: int) -> str:
 
 
 def _write(draw: ImageDraw.ImageDraw, xy: tuple[int, int], text: str, size: int, width: int, fill=INK) -> None:
-    font = font_for(text, size)
-    draw.text(xy, _fit(_drawable(text, font), font, width), font=font, fill=fill)
+    runs = _font_runs(text, size)
+    if len(runs) == 1:
+        font = runs[0][1]
+        draw.text(xy, _fit(_drawable(text, font), font, width), font=font, fill=fill)
+        return
+    # Several fonts: on one baseline (the first font's), each run after the last, cut where the width ends.
+    x, baseline = xy[0], xy[1] + runs[0][1].getmetrics()[0]
+    for part, font in runs:
+        room = xy[0] + width - x
+        if room <= 0:
+            break
+        fitted = _fit(part, font, room)
+        draw.text((x, baseline), fitted, font=font, fill=fill, anchor="ls")
+        if fitted != part:
+            break
+        x += font.getlength(part)
 
 
 # --------------------------------------------------------------------------------------------- thumbnails

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
+import warnings
 
 import pytest
 from PIL import Image, ImageChops, ImageDraw
@@ -69,3 +70,27 @@ def test_cjk_captions_get_a_font_with_their_glyphs():
     assert sheets._drawable(CJK, font) == CJK
     # Latin and Cyrillic keep the first font (DejaVu Sans), which draws them.
     assert sheets.font_for("a red car красная", 16).path == sheets._font_files()[0]
+
+
+# Scripts whose Noto font (Debian fonts-noto-core, as `make` installs) has no Latin letters.
+NO_LATIN = [0x0D1A, 0x0995, 0x1200, 0x0B95, 0x1780, 0x10D0]  # Malayalam, Bengali, Ethiopic, Tamil, Khmer, Georgian
+
+
+def test_a_language_code_before_a_caption_in_another_font_keeps_both_scripts():
+    """'ml: <Malayalam>': no font has both, so each run is drawn in a font that has it, with no '?' and no
+    warning."""
+    fonts = _text_fonts()
+    char = next((c for c in NO_LATIN if any(c in sheets._charmap(f) for f in fonts)
+                 and not any({c, ord("m")} <= sheets._charmap(f) for f in fonts)), None)
+    if char is None:
+        pytest.skip("every script tried here is missing, or shares a font with Latin")
+    caption = f"ml: {chr(char) * 3} car"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        runs = sheets._font_runs(caption, 16)
+        drawn = _drawn(caption)
+    assert "".join(part for part, _ in runs) == caption and len(runs) == 3
+    for part, font in runs:
+        assert {ord(c) for c in part if not c.isspace()} <= sheets._charmap(font.path)
+    assert runs[0][1].path == runs[2][1].path != runs[1][1].path  # back to the Latin font after the caption
+    assert ImageChops.difference(drawn, _drawn("ml: ??? car")).getbbox() is not None
