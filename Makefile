@@ -8,8 +8,10 @@ SYSTEM_PACKAGES = fonts-noto-color-emoji fonts-noto-cjk fonts-noto-core unicode-
 .PHONY: install system-deps demo test
 
 system-deps:
-	@dpkg -s $(SYSTEM_PACKAGES) >/dev/null 2>&1 || \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES); }
+	@# Installed, not merely known: `dpkg -s` also succeeds for a removed package whose config files remain.
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	  [ -z "$$missing" ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; }
 	@# npm fetches v2's Twemoji (npm pack emoji-datasource-twitter@16.0.0). Any npm will do: a NodeSource nodejs ships its own, and Debian's
 	@# npm package conflicts with it, so the command is checked rather than the package.
 	@command -v npm >/dev/null 2>&1 || \
