@@ -10,7 +10,7 @@ directories, reuse of finished runs and evaluations, and invocation log are this
    the set has (``--langs all``), with the text probe; ``frozen`` (the untrained towers) once per seed.
 3. **Report** ``reports/emoji-xtd-languages.{md,csv,tex,png}`` with ``mlilt report`` (per tier, per language, Δ
    against CC-100 size, curves against the epoch), plus the slopes of Δ against CC-100 size and against the
-   untrained tower's text probe, and one table of the paired Δ to ``clip`` per tier.
+   untrained tower's text probe, and the paired Δ to ``clip`` per tier and at every epoch.
 
 Finished runs and scored checkpoints are reused, so the study may span sessions::
 
@@ -215,6 +215,37 @@ def tier_delta_lines(report, files) -> list[str]:
     return lines
 
 
+def epoch_delta_lines(report, files, per_epoch: int | None) -> list[str]:
+    """Markdown: the paired Δ to the baseline at every scored step (outside the trained languages, in the
+    low-resource tiers, in the trained ones), 95 % t intervals: whether the edge grows with training."""
+    from mlilt.report import paired_differences
+    from mlilt.report.stats import compared_rows
+    from mlilt.report.steps import LOW_GROUP, LOW_TIERS
+
+    retrieval = report.table("retrieval")
+    unseen = [lang for lang in retrieval.languages if lang not in report.train_languages]
+    columns = {"non-" + "/".join(report.train_languages): unseen,
+               LOW_GROUP: [lang for lang in unseen if report.languages.get(lang, {}).get("tier") in LOW_TIERS],
+               **{lang: [lang] for lang in report.train_languages if lang in retrieval.languages}}
+    columns = {name: langs for name, langs in columns.items() if langs}
+    steps = sorted({f.step for f in files if f.step is not None})
+    lines = ["", f"## Paired Δ to {report.baseline} at every epoch", "",
+             f"As the table per tier, at each checkpoint: mean recall of each row minus {report.baseline}'s at the "
+             "same seed, step and language, averaged over seeds × languages; 95 % t interval.", "",
+             "| row | epoch (step) | " + " | ".join(columns) + " |", "|---|---|" + "---:|" * len(columns)]
+    for run in compared_rows(report, retrieval):
+        for step in steps:
+            at_step = [f for f in files if f.step == step]
+            cells = []
+            for langs in columns.values():
+                frame = paired_differences(at_step, report.baseline, key="mean", languages=langs)
+                cells.append(f"{frame.at[run, 'delta']:+.1f} [{fmt(frame.at[run, 'ci_low'], '+.1f')}, "
+                             f"{fmt(frame.at[run, 'ci_high'], '+.1f')}]" if run in frame.index else "–")
+            epoch = f"{step / per_epoch:g} ({step})" if per_epoch else str(step)
+            lines.append(f"| {run} | {epoch} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def write_study_report(result_files: list[Path], lrs: dict, out: str, wall_min: float, total_min: float,
                        invocations: int, per_epoch: int | None = None) -> list[Path]:
     """``mlilt report``'s files, the Markdown extended by the slopes, the Δ per tier, the rates and the wall time."""
@@ -232,7 +263,8 @@ def write_study_report(result_files: list[Path], lrs: dict, out: str, wall_min: 
              f"Objective: positives {POSITIVES} (an emoji's three styles are positives of each other). Learning "
              "rates (the table's choices): " + ", ".join(f"{s} {lr:g}" for s, lr in lrs.items()) + "."]
     if report.baseline:
-        lines += slope_lines(report) + tier_delta_lines(report, files) + language_lines(report, files)
+        lines += (slope_lines(report) + tier_delta_lines(report, files)
+                  + epoch_delta_lines(report, files, report.steps_per_epoch) + language_lines(report, files))
         if not any(p.name.endswith(".untrained_probe.png") for p in written):  # a report of few languages
             against_probe = md.with_name(md.name.removesuffix(".md") + ".untrained_probe.png")
             plot_resource_scatter(report, report.table("retrieval"), against_probe, figure=untrained_probe_figure)
@@ -277,8 +309,9 @@ def main(argv=None) -> int:
                 run_dir = table.ensure_trained(flags, STUDY_FIELDS)
                 results += score_checkpoints(args, run_dir, data_dir)
 
-        table.finish_invocation(earlier, this, started, args.out, "study",
-                                lambda wall, total, n: write_study_report(results, lrs, args.out, wall, total, n, per_epoch))
+        table.finish_invocation(
+            earlier, this, started, args.out, "study",
+            lambda wall, total, n: write_study_report(results, lrs, args.out, wall, total, n, per_epoch))
     return 0
 
 

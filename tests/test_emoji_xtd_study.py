@@ -112,6 +112,18 @@ def test_every_epoch_is_scored_runs_are_reused_and_the_slope_is_a_least_squares_
     unseen = np.mean([lwa_delta[f"{lang} mean"] for lang in LANGS[1:]])
     assert float(cells["non-en"].split()[0]) == pytest.approx(unseen, abs=0.05)
     assert cells[f"tier {facts['sw']['tier']}"] == f"{lwa_delta['sw mean']:+.1f} [–, –]"  # Swahili alone: n = 1
+
+    # The paired Δ at every epoch: with one seed, the difference of the two rows' curves at that step.
+    section = md[md.index("## Paired Δ to clip-lr0.0003-s0 at every epoch"):]
+    curves = csv[csv.table == "steps"]
+    for epoch in (1, 2):
+        row = next(line for line in section.splitlines() if line.startswith(f"| lilt_lwa-lr0.001-s0 | {epoch} ("))
+        cell = row.strip("| ").split(" | ")[2]
+        at = {name: curves[(curves.config == name) & (curves.step == epoch * per_epoch)].iloc[0]
+              for name in ("lilt_lwa-lr0.001-s0", "clip-lr0.0003-s0")}
+        unseen = "recall mean (non-en) mean"
+        expected = at["lilt_lwa-lr0.001-s0"][unseen] - at["clip-lr0.0003-s0"][unseen]
+        assert float(cell.split()[0]) == pytest.approx(expected, abs=0.05)
     assert md.index("## Slopes") < md.index("## Provenance")
 
     # A row per language with each row's recall, its Δ to clip (one seed: no interval) and every row's probe.
