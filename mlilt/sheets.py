@@ -104,12 +104,12 @@ def _font_runs(text: str, size: int) -> list[tuple[str, ImageFont.FreeTypeFont]]
     whole = font_for(text, size)
     if {ord(c) for c in text if not c.isspace()} <= _charmap(whole.path):
         return [(text, whole)]
-    runs: list[list] = []  # [text, font path]
+    fonts, runs = _text_fonts(), []  # runs: [text, font path]
     for c in text:
         if runs and (c.isspace() or ord(c) in _charmap(runs[-1][1])):
             runs[-1][0] += c
             continue
-        path = next((f for f in _text_fonts() if ord(c) in _charmap(f)), None)
+        path = next((f for f in fonts if ord(c) in _charmap(f)), None)
         c, path = (c, path) if path else ("?", whole.path)
         if runs and runs[-1][1] == path:
             runs[-1][0] += c

@@ -170,10 +170,7 @@ def language_lines(report, files) -> list[str]:
         cells = [lang, info.get("name") or "", fmt(info.get("cc100_gib"), ".2f"),
                  "" if info.get("tier") is None else str(info["tier"]), str(info.get("images", ""))]
         cells += [fmt(retrieval.mean.at[r, (lang, "mean")], ".1f") for r in rows]
-        for r in compared:
-            d = deltas.loc[(r, lang)] if (r, lang) in deltas.index else None
-            cells.append("–" if d is None else f"{d['delta']:+.1f} [{fmt(d['ci_low'], '+.1f')}, "
-                                               f"{fmt(d['ci_high'], '+.1f')}]")
+        cells += [delta_cell(deltas, (r, lang)) for r in compared]
         cells += [fmt(probe.mean.at[r, (lang, UNTRAINED_PROBE)], ".1f")
                   if (lang, UNTRAINED_PROBE) in probe.mean.columns else "–" for r in probe_rows]
         lines.append("| " + " | ".join(cells) + " |")
@@ -183,6 +180,14 @@ def language_lines(report, files) -> list[str]:
 def fmt(value, spec: str) -> str:
     """A number for a table cell; '–' for a missing one."""
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
+
+
+def delta_cell(frame, key) -> str:
+    """A paired Δ and its interval, '+0.8 [+0.6, +1.0]', from a row of :func:`paired_differences`; '–' without one."""
+    if key not in frame.index:
+        return "–"
+    d = frame.loc[key]
+    return f"{d['delta']:+.1f} [{fmt(d['ci_low'], '+.1f')}, {fmt(d['ci_high'], '+.1f')}]"
 
 
 def tier_delta_lines(report, files) -> list[str]:
@@ -204,10 +209,7 @@ def tier_delta_lines(report, files) -> list[str]:
              "of one seed share a model, so the interval says how consistent the gap is, not more.", "",
              "| row | " + " | ".join(frames) + " |", "|---|" + "---:|" * len(frames)]
     for run in rows:
-        cells = [f"{frame.at[run, 'delta']:+.1f} [{fmt(frame.at[run, 'ci_low'], '+.1f')}, "
-                 f"{fmt(frame.at[run, 'ci_high'], '+.1f')}]" if run in frame.index else "–"
-                 for frame in frames.values()]
-        lines.append(f"| {run} | " + " | ".join(cells) + " |")
+        lines.append(f"| {run} | " + " | ".join(delta_cell(frame, run) for frame in frames.values()) + " |")
     if rows:
         lines.append("| seeds × languages | " + " | ".join(
             f"{frame.at[rows[0], 'seeds']} × {frame.at[rows[0], 'languages']}" if rows[0] in frame.index else "–"
@@ -215,34 +217,31 @@ def tier_delta_lines(report, files) -> list[str]:
     return lines
 
 
-def epoch_delta_lines(report, files, per_epoch: int | None) -> list[str]:
+def epoch_delta_lines(report, files) -> list[str]:
     """Markdown: the paired Δ to the baseline at every scored step (outside the trained languages, in the
     low-resource tiers, in the trained ones), 95 % t intervals: whether the edge grows with training."""
     from mlilt.report import paired_differences
     from mlilt.report.stats import compared_rows
-    from mlilt.report.steps import LOW_GROUP, LOW_TIERS
+    from mlilt.report.steps import low_resource
 
     retrieval = report.table("retrieval")
     unseen = [lang for lang in retrieval.languages if lang not in report.train_languages]
-    columns = {"non-" + "/".join(report.train_languages): unseen,
-               LOW_GROUP: [lang for lang in unseen if report.languages.get(lang, {}).get("tier") in LOW_TIERS],
+    columns = {"non-" + "/".join(report.train_languages): unseen, **low_resource(unseen, report.languages),
                **{lang: [lang] for lang in report.train_languages if lang in retrieval.languages}}
     columns = {name: langs for name, langs in columns.items() if langs}
     steps = sorted({f.step for f in files if f.step is not None})
+    frames = {step: [paired_differences([f for f in files if f.step == step], report.baseline, key="mean",
+                                        languages=langs) for langs in columns.values()]
+              for step in steps}
+    per_epoch = report.steps_per_epoch
     lines = ["", f"## Paired Δ to {report.baseline} at every epoch", "",
              f"As the table per tier, at each checkpoint: mean recall of each row minus {report.baseline}'s at the "
              "same seed, step and language, averaged over seeds × languages; 95 % t interval.", "",
              "| row | epoch (step) | " + " | ".join(columns) + " |", "|---|---|" + "---:|" * len(columns)]
     for run in compared_rows(report, retrieval):
         for step in steps:
-            at_step = [f for f in files if f.step == step]
-            cells = []
-            for langs in columns.values():
-                frame = paired_differences(at_step, report.baseline, key="mean", languages=langs)
-                cells.append(f"{frame.at[run, 'delta']:+.1f} [{fmt(frame.at[run, 'ci_low'], '+.1f')}, "
-                             f"{fmt(frame.at[run, 'ci_high'], '+.1f')}]" if run in frame.index else "–")
             epoch = f"{step / per_epoch:g} ({step})" if per_epoch else str(step)
-            lines.append(f"| {run} | {epoch} | " + " | ".join(cells) + " |")
+            lines.append(f"| {run} | {epoch} | " + " | ".join(delta_cell(f, run) for f in frames[step]) + " |")
     return lines
 
 
@@ -264,7 +263,7 @@ def write_study_report(result_files: list[Path], lrs: dict, out: str, wall_min: 
              "rates (the table's choices): " + ", ".join(f"{s} {lr:g}" for s, lr in lrs.items()) + "."]
     if report.baseline:
         lines += (slope_lines(report) + tier_delta_lines(report, files)
-                  + epoch_delta_lines(report, files, report.steps_per_epoch) + language_lines(report, files))
+                  + epoch_delta_lines(report, files) + language_lines(report, files))
         if not any(p.name.endswith(".untrained_probe.png") for p in written):  # a report of few languages
             against_probe = md.with_name(md.name.removesuffix(".md") + ".untrained_probe.png")
             plot_resource_scatter(report, report.table("retrieval"), against_probe, figure=untrained_probe_figure)

@@ -52,7 +52,8 @@ def build_report(results: list[ResultFile], *, baseline: str | None = None, metr
     if tables[0] is None:
         raise ResultFileError(f"--langs {','.join(languages)}: no result file has retrieval results in "
                               f"{', '.join(selected)}")
-    if has_history(results):
+    history = has_history(results)
+    if history:
         tables.append(steps_table(groups, labels, results, train_languages, selected, info))
         notes.append(f"runs scored at several steps: the tables above show each run at its last step; "
                      f"'{tables[-1].title}' follows them over training.")
@@ -67,7 +68,7 @@ def build_report(results: list[ResultFile], *, baseline: str | None = None, metr
                   train_languages=train_languages, group_by=group_by,
                   created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                   mlilt_version=_mlilt_version(), notes=notes, languages=info, selected=selected,
-                  steps_per_epoch=steps_per_epoch(results) if has_history(results) else None)
+                  steps_per_epoch=steps_per_epoch(results) if history else None)
 
 
 def headline(results: list[ResultFile], train_languages=("en",)) -> str:
